@@ -1,0 +1,176 @@
+// Package unet holds diffuse's U-Net denoisers. UNetS is the benchmark
+// network of the project (see ../shared/bench/UNET_S.md): 28×28×1 images,
+// a 128-wide sinusoidal time embedding, two resolution levels, a 4-head
+// attention block at 7×7. Its parameter names equal the PyTorch reference's
+// state dict (res1.conv1.weight, attn.qkv.bias, ...), so weights move
+// between the two through safetensors.
+package unet
+
+import (
+	"math/rand/v2"
+
+	"github.com/diffuse-go/diffuse/autograd"
+	"github.com/diffuse-go/diffuse/nn"
+)
+
+// TembDim is the width of UNet-S's time embedding.
+const TembDim = 128
+
+// ResBlock is h = Conv3x3(SiLU(GN(x))) + Linear(SiLU(temb)) broadcast;
+// h = Conv3x3(SiLU(GN(h))); out = h + skip(x), where skip is a 1×1
+// convolution when the channel count changes and the identity otherwise.
+type ResBlock struct {
+	Norm1, Norm2 *nn.GroupNorm
+	Conv1, Conv2 *nn.Conv2d
+	Temb         *nn.Linear
+	Skip         *nn.Conv2d // nil when cin == cout
+}
+
+// NewResBlock builds a block from cin to cout channels conditioned on a
+// time embedding of width tdim.
+func NewResBlock(rng *rand.Rand, cin, cout, tdim int) *ResBlock {
+	r := &ResBlock{
+		Norm1: nn.NewGroupNorm(8, cin),
+		Conv1: nn.NewConv2d(rng, cin, cout, 3, 1, 1),
+		Temb:  nn.NewLinear(rng, tdim, cout),
+		Norm2: nn.NewGroupNorm(8, cout),
+		Conv2: nn.NewConv2d(rng, cout, cout, 3, 1, 1),
+	}
+	if cin != cout {
+		r.Skip = nn.NewConv2d(rng, cin, cout, 1, 1, 0)
+	}
+	return r
+}
+
+// Visit names parameters as the reference: norm1, conv1, temb, norm2,
+// conv2, skip.
+func (r *ResBlock) Visit(prefix string, fn func(string, *autograd.Var)) {
+	r.Norm1.Visit(nn.Join(prefix, "norm1"), fn)
+	r.Conv1.Visit(nn.Join(prefix, "conv1"), fn)
+	r.Temb.Visit(nn.Join(prefix, "temb"), fn)
+	r.Norm2.Visit(nn.Join(prefix, "norm2"), fn)
+	r.Conv2.Visit(nn.Join(prefix, "conv2"), fn)
+	if r.Skip != nil {
+		r.Skip.Visit(nn.Join(prefix, "skip"), fn)
+	}
+}
+
+// Forward maps x [B, cin, H, W] to [B, cout, H, W]; siluTemb is
+// SiLU(temb) [B, tdim], computed once per forward and shared by all blocks.
+func (r *ResBlock) Forward(g *autograd.Graph, x, siluTemb *autograd.Var) *autograd.Var {
+	h := r.Conv1.Forward(g, r.Norm1.Forward(g, x, true))
+	h = g.AddChannels(h, r.Temb.Forward(g, siluTemb))
+	h = r.Conv2.Forward(g, r.Norm2.Forward(g, h, true))
+	if r.Skip != nil {
+		return g.Add(h, r.Skip.Forward(g, x))
+	}
+	return g.Add(h, x)
+}
+
+// Attention is UNet-S's spatial self-attention: h = GN(x); q, k, v from one
+// 1×1 convolution (channels [0,C) q, [C,2C) k, [2C,3C) v; head i uses
+// channels [i·d, (i+1)·d) of each); softmax(qᵀk/sqrt(d)) over positions;
+// out = x + Conv1x1(attention output).
+type Attention struct {
+	Norm      *nn.GroupNorm
+	QKV, Proj *nn.Conv2d
+	Heads     int
+}
+
+// NewAttention builds attention over c channels with the given heads.
+func NewAttention(rng *rand.Rand, c, heads int) *Attention {
+	return &Attention{Norm: nn.NewGroupNorm(8, c), QKV: nn.NewConv2d(rng, c, 3*c, 1, 1, 0), Proj: nn.NewConv2d(rng, c, c, 1, 1, 0), Heads: heads}
+}
+
+// Visit names parameters norm, qkv, proj.
+func (a *Attention) Visit(prefix string, fn func(string, *autograd.Var)) {
+	a.Norm.Visit(nn.Join(prefix, "norm"), fn)
+	a.QKV.Visit(nn.Join(prefix, "qkv"), fn)
+	a.Proj.Visit(nn.Join(prefix, "proj"), fn)
+}
+
+// Forward maps x [B, C, H, W] to the same shape.
+func (a *Attention) Forward(g *autograd.Graph, x *autograd.Var) *autograd.Var {
+	s := x.Shape()
+	b, c, n := s[0], s[1], s[2]*s[3]
+	d := c / a.Heads
+	qkv := g.Reshape(a.QKV.Forward(g, a.Norm.Forward(g, x, false)), b, 3, c*n)
+	q := g.Reshape(g.Narrow(qkv, 1, 0, 1), b*a.Heads, d, n)
+	k := g.Reshape(g.Narrow(qkv, 1, 1, 1), b*a.Heads, d, n)
+	v := g.Reshape(g.Narrow(qkv, 1, 2, 1), b*a.Heads, d, n)
+	p := g.Softmax(g.MatMul(q, k, true, false, 1/sqrtf(d))) // [bh, n(i), n(j)]
+	o := g.MatMul(v, p, false, true, 1)                     // o[d,i] = Σ_j v[d,j] p[i,j]
+	return g.Add(x, a.Proj.Forward(g, g.Reshape(o, s...)))
+}
+
+// UNetS is the benchmark U-Net of UNET_S.md.
+type UNetS struct {
+	T1, T2                 *nn.Linear
+	Stem, Down1, Down2     *nn.Conv2d
+	Res1, Res2, Mid1, Mid2 *ResBlock
+	Attn                   *Attention
+	Up2Conv, Up1Conv       *nn.Conv2d
+	URes2, URes1           *ResBlock
+	OutNorm                *nn.GroupNorm
+	OutConv                *nn.Conv2d
+}
+
+// NewUNetS builds UNet-S with PyTorch-default initialization drawn from rng.
+func NewUNetS(rng *rand.Rand) *UNetS {
+	return &UNetS{
+		T1: nn.NewLinear(rng, 32, TembDim), T2: nn.NewLinear(rng, TembDim, TembDim),
+		Stem:    nn.NewConv2d(rng, 1, 32, 3, 1, 1),
+		Res1:    NewResBlock(rng, 32, 32, TembDim),
+		Down1:   nn.NewConv2d(rng, 32, 32, 3, 2, 1),
+		Res2:    NewResBlock(rng, 32, 64, TembDim),
+		Down2:   nn.NewConv2d(rng, 64, 64, 3, 2, 1),
+		Mid1:    NewResBlock(rng, 64, 64, TembDim),
+		Attn:    NewAttention(rng, 64, 4),
+		Mid2:    NewResBlock(rng, 64, 64, TembDim),
+		Up2Conv: nn.NewConv2d(rng, 64, 64, 3, 1, 1),
+		URes2:   NewResBlock(rng, 128, 64, TembDim),
+		Up1Conv: nn.NewConv2d(rng, 64, 64, 3, 1, 1),
+		URes1:   NewResBlock(rng, 96, 32, TembDim),
+		OutNorm: nn.NewGroupNorm(8, 32),
+		OutConv: nn.NewConv2d(rng, 32, 1, 3, 1, 1),
+	}
+}
+
+// Visit names parameters exactly as the PyTorch reference's state dict.
+func (u *UNetS) Visit(prefix string, fn func(string, *autograd.Var)) {
+	j := func(s string) string { return nn.Join(prefix, s) }
+	u.T1.Visit(j("t1"), fn)
+	u.T2.Visit(j("t2"), fn)
+	u.Stem.Visit(j("stem"), fn)
+	u.Res1.Visit(j("res1"), fn)
+	u.Down1.Visit(j("down1"), fn)
+	u.Res2.Visit(j("res2"), fn)
+	u.Down2.Visit(j("down2"), fn)
+	u.Mid1.Visit(j("mid1"), fn)
+	u.Attn.Visit(j("attn"), fn)
+	u.Mid2.Visit(j("mid2"), fn)
+	u.Up2Conv.Visit(j("up2conv"), fn)
+	u.URes2.Visit(j("ures2"), fn)
+	u.Up1Conv.Visit(j("up1conv"), fn)
+	u.URes1.Visit(j("ures1"), fn)
+	u.OutNorm.Visit(j("out_norm"), fn)
+	u.OutConv.Visit(j("out_conv"), fn)
+}
+
+// Forward predicts ε for x [B, 1, 28, 28] at timesteps t (len B, may be
+// fractional) and returns [B, 1, 28, 28].
+func (u *UNetS) Forward(g *autograd.Graph, x *autograd.Var, t []float32) *autograd.Var {
+	temb := u.T2.Forward(g, g.SiLU(u.T1.Forward(g, g.Timestep(t, 32))))
+	st := g.SiLU(temb)
+	h := u.Stem.Forward(g, x)
+	s1 := u.Res1.Forward(g, h, st)
+	h = u.Down1.Forward(g, s1)
+	s2 := u.Res2.Forward(g, h, st)
+	h = u.Down2.Forward(g, s2)
+	h = u.Mid2.Forward(g, u.Attn.Forward(g, u.Mid1.Forward(g, h, st)), st)
+	h = u.Up2Conv.Forward(g, g.Upsample(h, 2))
+	h = u.URes2.Forward(g, g.Concat(1, h, s2), st)
+	h = u.Up1Conv.Forward(g, g.Upsample(h, 2))
+	h = u.URes1.Forward(g, g.Concat(1, h, s1), st)
+	return u.OutConv.Forward(g, u.OutNorm.Forward(g, h, true))
+}
