@@ -89,9 +89,9 @@ type Act int
 
 // Activations known to every backend.
 const (
-	SiLU Act = iota
-	GELU     // exact erf form (PyTorch default)
-	GELUTanh // tanh approximation
+	SiLU     Act = iota
+	GELU         // exact erf form (PyTorch default)
+	GELUTanh     // tanh approximation
 )
 
 // ConvParams describes a 2-D convolution: input [N, C, H, W], filter

@@ -25,7 +25,6 @@ func (cpuBackend) Alloc(n int) *Storage {
 	return &Storage{Host: make([]float32, n), Backend: CPU, n: n}
 }
 
-
 func (cpuBackend) CopyToHost(dst []float32, t *Tensor)   { copy(dst, h(t)) }
 func (cpuBackend) CopyFromHost(t *Tensor, src []float32) { copy(h(t), src) }
 func (cpuBackend) Copy(dst, src *Tensor)                 { copy(h(dst), h(src)) }
