@@ -1,0 +1,271 @@
+package kernels
+
+import (
+	"math"
+)
+
+// expf returns e**x in float32 with an error of about 1 ulp (Cephes expf
+// polynomial after reduction by ln 2). Arguments outside [-87, 88] (where
+// the result would be subnormal or overflow) and NaN go through math.Exp.
+func expf(x float32) float32 {
+	if !(x >= -87 && x <= 88) {
+		return float32(math.Exp(float64(x)))
+	}
+	const (
+		log2e = 1.44269504088896341
+		magic = 12582912 // 1.5 * 2**23: adding it rounds to an integer
+		ln2hi = 0.693359375
+		ln2lo = -2.12194440e-4
+	)
+	kf := x*log2e + magic
+	n := math.Float32bits(kf) - 0x4B400000 // two's complement of round(x*log2e)
+	nf := kf - magic
+	r := x - nf*ln2hi - nf*ln2lo
+	p := float32(1.9875691500e-4)
+	p = p*r + 1.3981999507e-3
+	p = p*r + 8.3334519073e-3
+	p = p*r + 4.1665795894e-2
+	p = p*r + 1.6666665459e-1
+	p = p*r + 5.0000001201e-1
+	p = p*r*r + r + 1
+	return math.Float32frombits(math.Float32bits(p) + n<<23)
+}
+
+// sigmoidf returns 1/(1+e**-x).
+func sigmoidf(x float32) float32 { return 1 / (1 + expf(-x)) }
+
+// actGrain is the chunk size of the element-wise kernels.
+const actGrain = 1 << 14
+
+type actArgs struct {
+	y, dy, x []float32
+}
+
+var (
+	siluLoop      = parLoop[actArgs]{body: siluBody}
+	siluBackLoop  = parLoop[actArgs]{body: siluBackBody}
+	geluLoop      = parLoop[actArgs]{body: geluBody}
+	geluBackLoop  = parLoop[actArgs]{body: geluBackBody}
+	gelutLoop     = parLoop[actArgs]{body: geluTanhBody}
+	gelutBackLoop = parLoop[actArgs]{body: geluTanhBackBody}
+)
+
+func checkAct(name string, n int, s ...[]float32) {
+	for _, v := range s {
+		if len(v) < n {
+			panic("kernels: " + name + ": slice too short")
+		}
+	}
+}
+
+// SiLU computes y = x * sigmoid(x) element-wise over len(x) elements; y has
+// at least len(x) elements and may alias x.
+func SiLU(y, x []float32) {
+	checkAct("SiLU", len(x), y)
+	siluLoop.For(actArgs{y: y, x: x}, len(x), actGrain)
+}
+
+func siluBody(a *actArgs, _, lo, hi int) {
+	x := a.x[lo:hi]
+	y := a.y[lo:hi]
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] = v / (1 + expf(-v))
+	}
+}
+
+// SiLUBackward computes dx = dy * silu'(x) with silu'(x) = s*(1 + x*(1-s)),
+// s = sigmoid(x), where x is the forward INPUT. dx, dy and x have the same
+// length; dx may alias dy.
+func SiLUBackward(dx, dy, x []float32) {
+	checkAct("SiLUBackward", len(x), dx, dy)
+	siluBackLoop.For(actArgs{y: dx, dy: dy, x: x}, len(x), actGrain)
+}
+
+func siluBackBody(a *actArgs, _, lo, hi int) {
+	x := a.x[lo:hi]
+	dy := a.dy[lo:hi]
+	dx := a.y[lo:hi]
+	dy = dy[:len(x)]
+	dx = dx[:len(x)]
+	for i, v := range x {
+		s := 1 / (1 + expf(-v))
+		dx[i] = dy[i] * (s * (1 + v*(1-s)))
+	}
+}
+
+const (
+	invSqrt2    = 0.70710678118654752440
+	invSqrt2Pi  = 0.39894228040143267794
+	sqrt2OverPi = 0.79788456080286535588
+	geluTanhC   = 0.044715
+)
+
+// GELU computes the exact GELU y = x/2 * (1 + erf(x/sqrt(2))) element-wise
+// (PyTorch's default approximate='none'); y may alias x.
+func GELU(y, x []float32) {
+	checkAct("GELU", len(x), y)
+	geluLoop.For(actArgs{y: y, x: x}, len(x), actGrain)
+}
+
+func geluBody(a *actArgs, _, lo, hi int) {
+	x := a.x[lo:hi]
+	y := a.y[lo:hi]
+	y = y[:len(x)]
+	for i, v := range x {
+		d := float64(v)
+		y[i] = float32(0.5 * d * (1 + math.Erf(d*invSqrt2)))
+	}
+}
+
+// GELUBackward computes dx = dy * gelu'(x) for the exact GELU, with
+// gelu'(x) = Phi(x) + x*phi(x); x is the forward input. dx may alias dy.
+func GELUBackward(dx, dy, x []float32) {
+	checkAct("GELUBackward", len(x), dx, dy)
+	geluBackLoop.For(actArgs{y: dx, dy: dy, x: x}, len(x), actGrain)
+}
+
+func geluBackBody(a *actArgs, _, lo, hi int) {
+	x := a.x[lo:hi]
+	dy := a.dy[lo:hi]
+	dx := a.y[lo:hi]
+	dy = dy[:len(x)]
+	dx = dx[:len(x)]
+	for i, v := range x {
+		d := float64(v)
+		cdf := 0.5 * (1 + math.Erf(d*invSqrt2))
+		pdf := invSqrt2Pi * math.Exp(-0.5*d*d)
+		dx[i] = dy[i] * float32(cdf+d*pdf)
+	}
+}
+
+// tanhf returns tanh(x) in float32 (absolute error a few ulp of 1).
+func tanhf(x float32) float32 {
+	if x > 9 {
+		return 1
+	}
+	if x < -9 {
+		return -1
+	}
+	if x > -0.0625 && x < 0.0625 {
+		// Avoid the cancellation of 1 - 2/(e+1) near 0.
+		x2 := x * x
+		return x * (1 + x2*(-1.0/3+x2*(2.0/15-x2*(17.0/315))))
+	}
+	return 1 - 2/(expf(2*x)+1)
+}
+
+// GELUTanh computes the tanh approximation of GELU,
+// y = x/2 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) (PyTorch
+// approximate='tanh'); y may alias x.
+func GELUTanh(y, x []float32) {
+	checkAct("GELUTanh", len(x), y)
+	gelutLoop.For(actArgs{y: y, x: x}, len(x), actGrain)
+}
+
+func geluTanhBody(a *actArgs, _, lo, hi int) {
+	x := a.x[lo:hi]
+	y := a.y[lo:hi]
+	y = y[:len(x)]
+	for i, v := range x {
+		u := sqrt2OverPi * (v + geluTanhC*v*v*v)
+		y[i] = 0.5 * v * (1 + tanhf(u))
+	}
+}
+
+// GELUTanhBackward computes dx = dy * d/dx GELUTanh(x); x is the forward
+// input. dx may alias dy.
+func GELUTanhBackward(dx, dy, x []float32) {
+	checkAct("GELUTanhBackward", len(x), dx, dy)
+	gelutBackLoop.For(actArgs{y: dx, dy: dy, x: x}, len(x), actGrain)
+}
+
+func geluTanhBackBody(a *actArgs, _, lo, hi int) {
+	x := a.x[lo:hi]
+	dy := a.dy[lo:hi]
+	dx := a.y[lo:hi]
+	dy = dy[:len(x)]
+	dx = dx[:len(x)]
+	for i, v := range x {
+		v2 := v * v
+		t := tanhf(sqrt2OverPi * (v + geluTanhC*v2*v))
+		g := 0.5*(1+t) + 0.5*v*(1-t*t)*sqrt2OverPi*(1+3*geluTanhC*v2)
+		dx[i] = dy[i] * g
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Softmax over the last dimension.
+
+type softmaxArgs struct {
+	y, dy, x []float32
+	cols     int
+}
+
+var (
+	softmaxLoop     = parLoop[softmaxArgs]{body: softmaxBody}
+	softmaxBackLoop = parLoop[softmaxArgs]{body: softmaxBackBody}
+)
+
+// SoftmaxForward computes a numerically stable softmax of each row of the
+// [rows, cols] matrix x into y ([rows, cols]); y may alias x.
+func SoftmaxForward(y, x []float32, rows, cols int) {
+	checkAct("SoftmaxForward", rows*cols, x, y)
+	softmaxLoop.For(softmaxArgs{y: y, x: x, cols: cols}, rows, grainFor(1<<13, cols))
+}
+
+func softmaxBody(a *softmaxArgs, _, lo, hi int) {
+	cols := a.cols
+	for r := lo; r < hi; r++ {
+		x := a.x[r*cols : (r+1)*cols]
+		y := a.y[r*cols : (r+1)*cols]
+		y = y[:len(x)]
+		m := float32(math.Inf(-1))
+		for _, v := range x {
+			if v > m {
+				m = v
+			}
+		}
+		if math.IsInf(float64(m), -1) {
+			// Every entry is -Inf (a fully masked row): PyTorch yields NaN.
+			m = 0
+		}
+		var s float64
+		for i, v := range x {
+			e := expf(v - m)
+			y[i] = e
+			s += float64(e)
+		}
+		inv := float32(1 / s)
+		for i := range y {
+			y[i] *= inv
+		}
+	}
+}
+
+// SoftmaxBackward computes dx = y * (dy - sum(dy*y)) row by row, where y is
+// the [rows, cols] softmax output and dy its gradient; dx ([rows, cols]) may
+// alias dy.
+func SoftmaxBackward(dx, dy, y []float32, rows, cols int) {
+	checkAct("SoftmaxBackward", rows*cols, dx, dy, y)
+	softmaxBackLoop.For(softmaxArgs{y: y, dy: dy, x: dx, cols: cols}, rows, grainFor(1<<13, cols))
+}
+
+func softmaxBackBody(a *softmaxArgs, _, lo, hi int) {
+	cols := a.cols
+	for r := lo; r < hi; r++ {
+		y := a.y[r*cols : (r+1)*cols]
+		dy := a.dy[r*cols : (r+1)*cols]
+		dx := a.x[r*cols : (r+1)*cols]
+		dy = dy[:len(y)]
+		dx = dx[:len(y)]
+		var s float64
+		for i, v := range y {
+			s += float64(v * dy[i])
+		}
+		sf := float32(s)
+		for i, v := range y {
+			dx[i] = v * (dy[i] - sf)
+		}
+	}
+}
