@@ -1,13 +1,546 @@
 package kernels
 
+import (
+	"os"
+	"sync"
+	"unsafe"
+
+	"github.com/diffuse-go/diffuse/internal/parallel"
+)
+
+// GEMM design (BLIS/GotoBLAS style).
+//
+// op(B) is packed into NR-column panels (k-major: panel[p*gemmNR+j]) and op(A)
+// into MR-row panels (panel[p*gemmMR+i]), both zero padded at the edges, so the
+// micro-kernel sees one layout for all four transpose cases. The micro-kernel
+// computes an gemmMR×gemmNR tile of C = alpha*Apanel*Bpanel + beta*C.
+//
+// The micro-kernel addresses A through two byte strides (rsa between rows,
+// csa between successive k), so A can also be read in place, unpacked: this
+// is used when op(B) has at most two panels (tall-skinny products such as the
+// im2col convolution shape M=50176,K=288,N=32), where packing A would cost
+// as much memory traffic as the multiplication itself.
+//
+// Blocking: K is cut into kc ≤ gemmKC blocks of equal size (the kc×gemmNR B
+// micro-panel plus the gemmMR×kc A micro-panel stay in L1), M into mc-row blocks
+// (the packed mc×kc A block stays in L2), N into nc ≤ gemmNC columns (the
+// packed kc×nc B block stays in L3).
+//
+// Parallelism: blocks of M run on the workers of internal/parallel, sharing
+// one packed B block; when M is too short to split, column ranges are split
+// instead. All gemmScratch comes from a sync.Pool, so Sgemm may be called
+// concurrently from several goroutines and allocates nothing in steady state.
+const (
+	gemmMR = 6  // micro-tile rows
+	gemmNR = 16 // micro-tile columns (two 8-float vectors)
+
+	gemmKC = 320  // max K block
+	gemmMC = 144  // max M block (multiple of gemmMR)
+	gemmNC = 4096 // max N block (multiple of gemmNR)
+
+	// Problems with fewer multiply-adds than this run serially.
+	gemmParMinWork = 48 * 48 * 48
+)
+
+// microKernel computes the gemmMR×gemmNR tile
+//
+//	C[i*ldc+j] = alpha * sum_p A(i,p)*B[p*gemmNR+j] + beta*C[i*ldc+j]
+//
+// for i < gemmMR, j < gemmNR, p < k, where A(i,p) is the float32 at byte offset
+// i*rsa + p*csa from a. With beta == 0, C is not read. k ≥ 1.
+type microKernel func(k int, a *float32, rsa, csa int, b *float32, c *float32, ldc int, alpha, beta float32)
+
+var (
+	gemmKernel     microKernel = sgemmKernelGeneric
+	gemmKernelName             = "generic"
+
+	// gemmPeakLoop, when set, runs n iterations of 12 independent 8-wide FMAs
+	// on registers only (192 flops per iteration); used by BenchmarkPeakFMA.
+	gemmPeakLoop func(n int)
+)
+
+func init() {
+	if os.Getenv("DIFFUSE_NOASM") == "1" {
+		return
+	}
+	// archKernel is defined per architecture/build tag; a future AVX-512
+	// kernel slots in there ahead of the AVX2 one.
+	if k, name, peak := archKernel(); k != nil {
+		gemmKernel, gemmKernelName, gemmPeakLoop = k, name, peak
+	}
+}
+
+// Impl returns the name of the GEMM micro-kernel in use: "avx2-fma" or
+// "generic".
+func Impl() string { return gemmKernelName }
+
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major matrices, where
 // op(X) is X or its transpose. op(A) is m×k, op(B) is k×n, C is m×n.
 // lda, ldb, ldc are the row strides of A, B and C as stored (A is m×k when
 // !transA, else k×m; likewise B). With beta == 0, C is overwritten (NaNs in C
 // are not propagated). Runs in parallel when the problem is large and the
-// caller is not already inside a parallel loop.
+// caller is not already inside a parallel loop. Safe for concurrent use.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	sgemmRef(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	g := gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
+	if !g.check() {
+		return
+	}
+	if k == 0 || alpha == 0 {
+		g.scaleC()
+		return
+	}
+	w := parallel.Workers()
+	if w == 1 || m*n*k < gemmParMinWork || parallel.Nested() {
+		g.serial(0, n)
+		return
+	}
+	if m >= 2*w*gemmMR*4 || m >= n {
+		g.parallelM(w)
+		return
+	}
+	g.parallelN(w)
+}
+
+// SgemmBatched runs batch independent GEMMs: for i < batch,
+//
+//	Sgemm(transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, c[i*strideC:], ldc)
+//
+// in parallel over the batch (strides are in elements).
+func SgemmBatched(batch int, transA, transB bool, m, n, k int, alpha float32, a []float32, strideA, lda int, b []float32, strideB, ldb int, beta float32, c []float32, strideC, ldc int) {
+	if batch <= 0 || m <= 0 || n <= 0 {
+		if batch < 0 || m < 0 || n < 0 || k < 0 {
+			panic("kernels: SgemmBatched: negative dimension")
+		}
+		return
+	}
+	w := parallel.Workers()
+	if batch == 1 || (batch < 2*w && m*n*k >= 4*gemmParMinWork) || parallel.Nested() {
+		// Few large GEMMs: let each one use all cores (or run serially when
+		// already inside a parallel loop).
+		for i := 0; i < batch; i++ {
+			Sgemm(transA, transB, m, n, k, alpha, a[i*strideA:], lda, b[i*strideB:], ldb, beta, c[i*strideC:], ldc)
+		}
+		return
+	}
+	bc := gemmBatchPool.Get().(*gemmBatchCtx)
+	bc.g = gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
+	bc.sa, bc.sb, bc.sc = strideA, strideB, strideC
+	grain := batch / (4 * w)
+	if grain < 1 {
+		grain = 1
+	}
+	parallel.For(batch, grain, bc.fn)
+	bc.g = gemmArgs{}
+	gemmBatchPool.Put(bc)
+}
+
+type gemmBatchCtx struct {
+	g          gemmArgs
+	sa, sb, sc int
+	fn         func(worker, lo, hi int)
+}
+
+var gemmBatchPool = sync.Pool{New: func() any {
+	bc := &gemmBatchCtx{}
+	bc.fn = bc.run
+	return bc
+}}
+
+func (bc *gemmBatchCtx) run(_, lo, hi int) {
+	for i := lo; i < hi; i++ {
+		g := bc.g
+		g.a = g.a[i*bc.sa:]
+		g.b = g.b[i*bc.sb:]
+		g.c = g.c[i*bc.sc:]
+		if !g.check() {
+			continue
+		}
+		if g.k == 0 || g.alpha == 0 {
+			g.scaleC()
+			continue
+		}
+		g.serial(0, g.n)
+	}
+}
+
+type gemmArgs struct {
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a              []float32
+	lda            int
+	b              []float32
+	ldb            int
+	c              []float32
+	ldc            int
+}
+
+// check validates dimensions and slice lengths (the assembly kernel reads
+// without bounds checks, so this is what keeps it memory safe) and reports
+// whether there is anything to compute.
+func (g *gemmArgs) check() bool {
+	if g.m < 0 || g.n < 0 || g.k < 0 {
+		panic("kernels: Sgemm: negative dimension")
+	}
+	if g.m == 0 || g.n == 0 {
+		return false
+	}
+	ar, ac := g.m, g.k
+	if g.transA {
+		ar, ac = ac, ar
+	}
+	br, bc := g.k, g.n
+	if g.transB {
+		br, bc = bc, br
+	}
+	if g.ldc < g.n || len(g.c) < (g.m-1)*g.ldc+g.n {
+		panic("kernels: Sgemm: C too short or ldc < n")
+	}
+	if g.k > 0 && g.alpha != 0 {
+		if g.lda < max(ac, 1) || len(g.a) < (ar-1)*g.lda+ac {
+			panic("kernels: Sgemm: A too short or lda too small")
+		}
+		if g.ldb < max(bc, 1) || len(g.b) < (br-1)*g.ldb+bc {
+			panic("kernels: Sgemm: B too short or ldb too small")
+		}
+	}
+	return true
+}
+
+// scaleC sets C = beta*C (C = 0 when beta == 0).
+func (g *gemmArgs) scaleC() {
+	for i := 0; i < g.m; i++ {
+		row := g.c[i*g.ldc : i*g.ldc+g.n]
+		if g.beta == 0 {
+			clear(row)
+		} else if g.beta != 1 {
+			for j := range row {
+				row[j] *= g.beta
+			}
+		}
+	}
+}
+
+// gemmKBlock returns the K block size: K cut into equal blocks of at most gemmKC.
+func gemmKBlock(k int) int {
+	nk := (k + gemmKC - 1) / gemmKC
+	return (k + nk - 1) / nk
+}
+
+// gemmMBlock returns the M block size for m rows shared by w workers.
+func gemmMBlock(m, w int) int {
+	mc := gemmMC
+	if w > 1 {
+		// At least 4 blocks per worker for load balance, but not tiny.
+		per := (m + 4*w - 1) / (4 * w)
+		per = (per + gemmMR - 1) / gemmMR * gemmMR
+		mc = min(gemmMC, max(per, 8*gemmMR))
+	}
+	return mc
+}
+
+// serial computes columns [j0, j1) of C, all rows, on the calling goroutine.
+func (g *gemmArgs) serial(j0, j1 int) {
+	s := getGemmScratch()
+	kc := gemmKBlock(g.k)
+	for jc := j0; jc < j1; jc += gemmNC {
+		ncb := min(gemmNC, j1-jc)
+		for pc := 0; pc < g.k; pc += kc {
+			kcb := min(kc, g.k-pc)
+			beta := g.beta
+			if pc > 0 {
+				beta = 1
+			}
+			npan := (ncb + gemmNR - 1) / gemmNR
+			bp := s.growB(npan * gemmNR * kcb)
+			g.packB(bp, pc, kcb, jc, ncb, 0, npan)
+			for ic := 0; ic < g.m; ic += gemmMC {
+				g.macro(s, bp, ic, min(gemmMC, g.m-ic), jc, ncb, pc, kcb, beta)
+			}
+		}
+	}
+	putGemmScratch(s)
+}
+
+// gemmCtx carries one parallel Sgemm call; pooled so that the closures given
+// to parallel.For are allocated once.
+type gemmCtx struct {
+	g        gemmArgs
+	bp       []float32 // shared packed B block
+	jc, ncb  int
+	pc, kcb  int
+	beta     float32
+	mc       int
+	nchunk   int // column chunk width for parallelN
+	packBFn  func(worker, lo, hi int)
+	mBlockFn func(worker, lo, hi int)
+	nChunkFn func(worker, lo, hi int)
+}
+
+var gemmCtxPool = sync.Pool{New: func() any {
+	x := &gemmCtx{}
+	x.packBFn = x.packBRange
+	x.mBlockFn = x.mBlocks
+	x.nChunkFn = x.nChunks
+	return x
+}}
+
+func (x *gemmCtx) packBRange(_, lo, hi int) {
+	x.g.packB(x.bp, x.pc, x.kcb, x.jc, x.ncb, lo, hi)
+}
+
+func (x *gemmCtx) mBlocks(_, lo, hi int) {
+	s := getGemmScratch()
+	for blk := lo; blk < hi; blk++ {
+		ic := blk * x.mc
+		x.g.macro(s, x.bp, ic, min(x.mc, x.g.m-ic), x.jc, x.ncb, x.pc, x.kcb, x.beta)
+	}
+	putGemmScratch(s)
+}
+
+func (x *gemmCtx) nChunks(_, lo, hi int) {
+	x.g.serial(lo*x.nchunk, min(hi*x.nchunk, x.g.n))
+}
+
+// parallelM splits M into blocks run in parallel; each (nc, kc) block of B is
+// packed once (itself in parallel when large) and shared.
+func (g *gemmArgs) parallelM(w int) {
+	x := gemmCtxPool.Get().(*gemmCtx)
+	x.g = *g
+	s := getGemmScratch()
+	kc := gemmKBlock(g.k)
+	x.mc = gemmMBlock(g.m, w)
+	nblk := (g.m + x.mc - 1) / x.mc
+	for jc := 0; jc < g.n; jc += gemmNC {
+		ncb := min(gemmNC, g.n-jc)
+		for pc := 0; pc < g.k; pc += kc {
+			kcb := min(kc, g.k-pc)
+			x.jc, x.ncb, x.pc, x.kcb = jc, ncb, pc, kcb
+			x.beta = g.beta
+			if pc > 0 {
+				x.beta = 1
+			}
+			npan := (ncb + gemmNR - 1) / gemmNR
+			x.bp = s.growB(npan * gemmNR * kcb)
+			if npan*kcb*gemmNR >= 64*1024 {
+				parallel.For(npan, (npan+2*w-1)/(2*w), x.packBFn)
+			} else {
+				g.packB(x.bp, pc, kcb, jc, ncb, 0, npan)
+			}
+			parallel.For(nblk, 1, x.mBlockFn)
+		}
+	}
+	putGemmScratch(s)
+	x.g = gemmArgs{}
+	x.bp = nil
+	gemmCtxPool.Put(x)
+}
+
+// parallelN splits N into column ranges (multiples of gemmNR) computed
+// independently (each packs its own A, which is small when this is chosen).
+func (g *gemmArgs) parallelN(w int) {
+	x := gemmCtxPool.Get().(*gemmCtx)
+	x.g = *g
+	npan := (g.n + gemmNR - 1) / gemmNR
+	per := max((npan+2*w-1)/(2*w), 2)
+	x.nchunk = per * gemmNR
+	parallel.For((g.n+x.nchunk-1)/x.nchunk, 1, x.nChunkFn)
+	x.g = gemmArgs{}
+	gemmCtxPool.Put(x)
+}
+
+// macro computes C[ic:ic+mcb, jc:jc+ncb] (+)= A[ic:ic+mcb, pc:pc+kcb] * Bblock
+// where bp holds op(B)[pc:pc+kcb, jc:jc+ncb] packed into gemmNR-column panels.
+func (g *gemmArgs) macro(s *gemmScratch, bp []float32, ic, mcb, jc, ncb, pc, kcb int, beta float32) {
+	kern := gemmKernel
+	alpha := g.alpha
+	ldc := g.ldc
+	c := g.c
+	if ncb > 2*gemmNR {
+		// Pack the A block (stays in L2) and stream it once per B
+		// micro-panel (which stays in L1).
+		mpan := (mcb + gemmMR - 1) / gemmMR
+		ap := s.growA(mpan * gemmMR * kcb)
+		g.packA(ap, ic, mcb, pc, kcb)
+		for jr := 0; jr < ncb; jr += gemmNR {
+			nrb := min(gemmNR, ncb-jr)
+			bptr := &bp[jr*kcb]
+			for ir := 0; ir < mcb; ir += gemmMR {
+				mrb := min(gemmMR, mcb-ir)
+				aptr := &ap[ir*kcb]
+				ci := (ic+ir)*ldc + jc + jr
+				if mrb == gemmMR && nrb == gemmNR {
+					kern(kcb, aptr, 4, 4*gemmMR, bptr, &c[ci], ldc, alpha, beta)
+				} else {
+					kern(kcb, aptr, 4, 4*gemmMR, bptr, &s.tmp[0], gemmNR, alpha, 0)
+					s.merge(c[ci:], ldc, mrb, nrb, beta)
+				}
+			}
+		}
+		return
+	}
+	// Narrow B (≤ 2 panels): read A in place, row panel by row panel; the
+	// A micro-panel stays in L1 across the B panels.
+	for ir := 0; ir < mcb; ir += gemmMR {
+		mrb := min(gemmMR, mcb-ir)
+		var aptr *float32
+		var rsa, csa int
+		switch {
+		case mrb < gemmMR:
+			ap := s.growA(gemmMR * kcb)
+			g.packA(ap, ic+ir, mrb, pc, kcb)
+			aptr, rsa, csa = &ap[0], 4, 4*gemmMR
+		case !g.transA:
+			aptr, rsa, csa = &g.a[(ic+ir)*g.lda+pc], 4*g.lda, 4
+		default:
+			aptr, rsa, csa = &g.a[pc*g.lda+ic+ir], 4, 4*g.lda
+		}
+		for jr := 0; jr < ncb; jr += gemmNR {
+			nrb := min(gemmNR, ncb-jr)
+			bptr := &bp[jr*kcb]
+			ci := (ic+ir)*ldc + jc + jr
+			if mrb == gemmMR && nrb == gemmNR {
+				kern(kcb, aptr, rsa, csa, bptr, &c[ci], ldc, alpha, beta)
+			} else {
+				kern(kcb, aptr, rsa, csa, bptr, &s.tmp[0], gemmNR, alpha, 0)
+				s.merge(c[ci:], ldc, mrb, nrb, beta)
+			}
+		}
+	}
+}
+
+// packB packs panels [q0, q1) of op(B)[pc:pc+kcb, jc:jc+ncb] into bp: panel q
+// holds columns jc+q*gemmNR.. as bp[q*gemmNR*kcb + p*gemmNR + j], zero padded.
+func (g *gemmArgs) packB(bp []float32, pc, kcb, jc, ncb, q0, q1 int) {
+	b, ldb := g.b, g.ldb
+	for q := q0; q < q1; q++ {
+		j := q * gemmNR
+		w := min(gemmNR, ncb-j)
+		dst := bp[q*gemmNR*kcb : (q+1)*gemmNR*kcb]
+		if !g.transB {
+			// op(B)(p, j) = b[p*ldb + j]: rows of the panel are contiguous.
+			off := pc*ldb + jc + j
+			if w == gemmNR {
+				for p := 0; p < kcb; p++ {
+					*(*[gemmNR]float32)(dst[p*gemmNR:]) = *(*[gemmNR]float32)(b[off+p*ldb:])
+				}
+			} else {
+				for p := 0; p < kcb; p++ {
+					d := dst[p*gemmNR : p*gemmNR+gemmNR]
+					copy(d, b[off+p*ldb:off+p*ldb+w])
+					clear(d[w:])
+				}
+			}
+			continue
+		}
+		// op(B)(p, j) = b[j*ldb + p]: columns of the panel are contiguous.
+		for jj := 0; jj < w; jj++ {
+			src := b[(jc+j+jj)*ldb+pc:]
+			src = src[:kcb]
+			for p, v := range src {
+				dst[p*gemmNR+jj] = v
+			}
+		}
+		for jj := w; jj < gemmNR; jj++ {
+			for p := 0; p < kcb; p++ {
+				dst[p*gemmNR+jj] = 0
+			}
+		}
+	}
+}
+
+// packA packs op(A)[ic:ic+mcb, pc:pc+kcb] into gemmMR-row panels: panel r holds
+// rows ic+r*gemmMR.. as ap[r*gemmMR*kcb + p*gemmMR + i], zero padded.
+func (g *gemmArgs) packA(ap []float32, ic, mcb, pc, kcb int) {
+	a, lda := g.a, g.lda
+	for ir := 0; ir < mcb; ir += gemmMR {
+		h := min(gemmMR, mcb-ir)
+		dst := ap[ir*kcb : ir*kcb+gemmMR*kcb]
+		if g.transA {
+			// op(A)(i, p) = a[p*lda + i]: panel rows are contiguous.
+			off := pc*lda + ic + ir
+			if h == gemmMR {
+				for p := 0; p < kcb; p++ {
+					*(*[gemmMR]float32)(dst[p*gemmMR:]) = *(*[gemmMR]float32)(a[off+p*lda:])
+				}
+			} else {
+				for p := 0; p < kcb; p++ {
+					d := dst[p*gemmMR : p*gemmMR+gemmMR]
+					copy(d, a[off+p*lda:off+p*lda+h])
+					clear(d[h:])
+				}
+			}
+			continue
+		}
+		// op(A)(i, p) = a[i*lda + p]: rows of A are contiguous.
+		off := (ic+ir)*lda + pc
+		if h == gemmMR {
+			r0 := a[off : off+kcb]
+			r1 := a[off+lda : off+lda+kcb]
+			r2 := a[off+2*lda : off+2*lda+kcb]
+			r3 := a[off+3*lda : off+3*lda+kcb]
+			r4 := a[off+4*lda : off+4*lda+kcb]
+			r5 := a[off+5*lda : off+5*lda+kcb]
+			for p := range r0 {
+				d := (*[gemmMR]float32)(dst[p*gemmMR:])
+				d[0], d[1], d[2], d[3], d[4], d[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
+			}
+			continue
+		}
+		for i := 0; i < gemmMR; i++ {
+			if i >= h {
+				for p := 0; p < kcb; p++ {
+					dst[p*gemmMR+i] = 0
+				}
+				continue
+			}
+			row := a[off+i*lda : off+i*lda+kcb]
+			for p, v := range row {
+				dst[p*gemmMR+i] = v
+			}
+		}
+	}
+}
+
+// gemmScratch is per-goroutine packing space, taken from gemmScratchPool.
+type gemmScratch struct {
+	rawA, rawB []float32
+	tmp        [gemmMR * gemmNR]float32 // edge tile
+}
+
+var gemmScratchPool = sync.Pool{New: func() any { return new(gemmScratch) }}
+
+func getGemmScratch() *gemmScratch  { return gemmScratchPool.Get().(*gemmScratch) }
+func putGemmScratch(s *gemmScratch) { gemmScratchPool.Put(s) }
+
+func (s *gemmScratch) growA(n int) []float32 { return gemmAligned(&s.rawA, n) }
+func (s *gemmScratch) growB(n int) []float32 { return gemmAligned(&s.rawB, n) }
+
+// gemmAligned returns n floats of *raw starting on a 64-byte boundary, growing
+// *raw (once, with headroom) when too small.
+func gemmAligned(raw *[]float32, n int) []float32 {
+	if cap(*raw) < n+16 {
+		*raw = make([]float32, n+n/4+16)
+	}
+	r := (*raw)[:cap(*raw)]
+	off := int((64 - uintptr(unsafe.Pointer(&r[0]))%64) % 64 / 4)
+	return r[off : off+n]
+}
+
+// merge writes the edge tile s.tmp (already scaled by alpha) into the top-left
+// h×w corner of c: c = tmp + beta*c.
+func (s *gemmScratch) merge(c []float32, ldc, h, w int, beta float32) {
+	for i := 0; i < h; i++ {
+		t := s.tmp[i*gemmNR : i*gemmNR+w]
+		row := c[i*ldc : i*ldc+w]
+		if beta == 0 {
+			copy(row, t)
+			continue
+		}
+		for j, v := range t {
+			row[j] = v + beta*row[j]
+		}
+	}
 }
 
 // sgemmRef is the obviously-correct reference used by tests.
