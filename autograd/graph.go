@@ -49,6 +49,19 @@ func (v *Var) HasGrad() bool { return v.hasGrad }
 // ZeroGrad marks the gradient empty; the next Backward overwrites it.
 func (v *Var) ZeroGrad() { v.hasGrad = false }
 
+// SetGrad copies grad (same shape as the value) into v's gradient and
+// marks it present, as if a backward pass had produced it.
+func (v *Var) SetGrad(grad *tensor.Tensor) {
+	if !tensor.SameShape(grad.Shape(), v.Value.Shape()) {
+		panic(&tensor.ShapeError{Op: "SetGrad", Msg: fmt.Sprintf("gradient %v does not match value %v", grad.Shape(), v.Value.Shape())})
+	}
+	if v.Grad == nil {
+		v.Grad = tensor.Empty(v.Value.Backend(), v.Value.Shape()...)
+	}
+	v.Value.Backend().Copy(v.Grad, grad)
+	v.hasGrad = true
+}
+
 // Shape is the value's shape.
 func (v *Var) Shape() []int { return v.Value.Shape() }
 
