@@ -45,8 +45,10 @@ func Parse(b []byte) (*File, error) {
 	return build(entries, meta, b[8+n:])
 }
 
-// Read decodes a safetensors file from r, reading exactly the header and the
-// data buffer it describes. It fails if r holds bytes past the last tensor.
+// Read decodes a safetensors file from r into memory. It reads the header,
+// then the data buffer the header describes plus at most one more byte, and
+// fails if r holds bytes past the end of the last tensor. Memory grows only
+// as bytes actually arrive, so a bogus length cannot force a huge allocation.
 func Read(r io.Reader) (*File, error) {
 	var pre [8]byte
 	if k, err := io.ReadFull(r, pre[:]); err != nil {
@@ -97,7 +99,9 @@ func Read(r io.Reader) (*File, error) {
 	return build(entries, meta, data)
 }
 
-// ReadFile reads and decodes the safetensors file at path.
+// ReadFile reads the whole safetensors file at path into memory and decodes
+// it as Parse does (tensor data aliases that one buffer). Errors about the
+// file's content carry the path.
 func ReadFile(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -127,7 +131,8 @@ func parseHeader(hdr []byte) ([]rawEntry, map[string]string, error) {
 		return nil, nil, formatErr("header is not valid UTF-8")
 	}
 	if hdr[0] != '{' {
-		return nil, nil, formatErr("header does not start with '{' (found %q); it must be a JSON object", hdr[0])
+		r, _ := utf8.DecodeRune(hdr)
+		return nil, nil, formatErr("header does not start with '{' (found %q); it must be a JSON object", r)
 	}
 	dec := json.NewDecoder(bytes.NewReader(hdr))
 	dec.UseNumber()

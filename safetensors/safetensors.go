@@ -41,22 +41,21 @@ type DType string
 
 // Element types. Data of every type is stored little-endian.
 const (
-	BOOL    DType = "BOOL"    // boolean, 1 byte per element (0 or 1)
-	U8      DType = "U8"      // unsigned 8-bit integer
-	I8      DType = "I8"      // signed 8-bit integer
-	F8E5M2  DType = "F8_E5M2" // 8-bit float, 5 exponent and 2 mantissa bits (IEEE-like, has inf and NaN)
-	F8E4M3  DType = "F8_E4M3" // 8-bit float, 4 exponent and 3 mantissa bits ("FN" variant: no inf, NaN is S.1111.111)
-	I16     DType = "I16"     // signed 16-bit integer
-	U16     DType = "U16"     // unsigned 16-bit integer
-	F16     DType = "F16"     // IEEE 754 binary16 (half precision)
-	BF16    DType = "BF16"    // bfloat16: the top 16 bits of an IEEE binary32
-	I32     DType = "I32"     // signed 32-bit integer
-	U32     DType = "U32"     // unsigned 32-bit integer
-	F32     DType = "F32"     // IEEE 754 binary32 (single precision)
-	I64     DType = "I64"     // signed 64-bit integer
-	U64     DType = "U64"     // unsigned 64-bit integer
-	F64     DType = "F64"     // IEEE 754 binary64 (double precision)
-	Invalid DType = ""        // the zero DType; not a valid element type
+	BOOL   DType = "BOOL"    // boolean, 1 byte per element (0 or 1)
+	U8     DType = "U8"      // unsigned 8-bit integer
+	I8     DType = "I8"      // signed 8-bit integer
+	F8E5M2 DType = "F8_E5M2" // 8-bit float, 5 exponent and 2 mantissa bits (IEEE-like, has inf and NaN)
+	F8E4M3 DType = "F8_E4M3" // 8-bit float, 4 exponent and 3 mantissa bits ("FN" variant: no inf, NaN is S.1111.111)
+	I16    DType = "I16"     // signed 16-bit integer
+	U16    DType = "U16"     // unsigned 16-bit integer
+	F16    DType = "F16"     // IEEE 754 binary16 (half precision)
+	BF16   DType = "BF16"    // bfloat16: the top 16 bits of an IEEE binary32
+	I32    DType = "I32"     // signed 32-bit integer
+	U32    DType = "U32"     // unsigned 32-bit integer
+	F32    DType = "F32"     // IEEE 754 binary32 (single precision)
+	I64    DType = "I64"     // signed 64-bit integer
+	U64    DType = "U64"     // unsigned 64-bit integer
+	F64    DType = "F64"     // IEEE 754 binary64 (double precision)
 )
 
 var dtypeSizes = map[DType]int{
@@ -166,6 +165,7 @@ type FormatError struct {
 	Msg string
 }
 
+// Error returns "safetensors: ", the path if known, and the message.
 func (e *FormatError) Error() string {
 	if e.Path != "" {
 		return "safetensors: " + e.Path + ": " + e.Msg

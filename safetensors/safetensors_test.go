@@ -342,13 +342,16 @@ func TestMalformed(t *testing.T) {
 	}
 }
 
-func TestAcceptedVariants(t *testing.T) {
-	cases := []struct {
-		name   string
-		input  []byte
-		names  []string
-		hasMeP bool
-	}{
+type acceptedCase struct {
+	name    string
+	input   []byte
+	names   []string
+	hasMeta bool
+}
+
+// acceptedCases lists unusual but valid inputs. They double as fuzz seeds.
+func acceptedCases() []acceptedCase {
+	return []acceptedCase{
 		{"padded with spaces", rawFile(`{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]}}      `, seq(2)), []string{"a"}, false},
 		{"json whitespace inside", rawFile("{ \"a\" :\n{\"dtype\" : \"U8\",\t\"shape\":[ 2 ],\"data_offsets\":[0 ,2] } }", seq(2)), []string{"a"}, false},
 		{"unknown entry field ignored", rawFile(`{"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2],"extra":{"x":[1,2]}}}`, seq(2)), []string{"a"}, false},
@@ -359,7 +362,10 @@ func TestAcceptedVariants(t *testing.T) {
 		{"zero-size tensors share offsets", rawFile(`{"z2":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"z1":{"dtype":"I64","shape":[3,0],"data_offsets":[0,0]},"z3":{"dtype":"U8","shape":[0],"data_offsets":[1,1]}}`, seq(1)), []string{"z1", "z2", "a", "z3"}, false},
 		{"huge zero-size shape", rawFile(`{"z":{"dtype":"F64","shape":[0,9223372036854775807],"data_offsets":[0,0]}}`, nil), []string{"z"}, false},
 	}
-	for _, tc := range cases {
+}
+
+func TestAcceptedVariants(t *testing.T) {
+	for _, tc := range acceptedCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := Parse(tc.input)
 			if err != nil {
@@ -368,8 +374,8 @@ func TestAcceptedVariants(t *testing.T) {
 			if got := f.Names(); !slices.Equal(got, tc.names) {
 				t.Errorf("Names() = %q, want %q", got, tc.names)
 			}
-			if (f.Metadata != nil) != tc.hasMeP {
-				t.Errorf("Metadata = %v, want present=%v", f.Metadata, tc.hasMeP)
+			if (f.Metadata != nil) != tc.hasMeta {
+				t.Errorf("Metadata = %v, want present=%v", f.Metadata, tc.hasMeta)
 			}
 			if _, err := Read(bytes.NewReader(tc.input)); err != nil {
 				t.Errorf("Read: %v", err)
@@ -901,6 +907,9 @@ func FuzzParse(f *testing.F) {
 	f.Add(encode(f, all[5:6], nil))
 	f.Add(rawFile(`{"z2":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}`, seq(1)))
 	f.Add(rawFile(`{"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},"b":{"dtype":"BF16","shape":[],"data_offsets":[2,4]},"c":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}   `, seq(4)))
+	for _, tc := range acceptedCases() {
+		f.Add(tc.input)
+	}
 	for _, tc := range malformedCases() {
 		f.Add(tc.input)
 	}
