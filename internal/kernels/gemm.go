@@ -10,25 +10,32 @@ import (
 
 // GEMM design (BLIS/GotoBLAS style).
 //
-// op(B) is packed into NR-column panels (k-major: panel[p*gemmNR+j]) and op(A)
-// into MR-row panels (panel[p*gemmMR+i]), both zero padded at the edges, so the
+// op(B) is packed into NR-column panels (k-major: panel[p*NR+j]) and op(A)
+// into MR-row panels (panel[p*MR+i]), both zero padded at the edges, so the
 // micro-kernel sees one layout for all four transpose cases. The micro-kernel
-// computes an gemmMR×gemmNR tile of C = alpha*Apanel*Bpanel + beta*C.
+// computes an MR×NR (6×16) tile of C = alpha*Apanel*Bpanel + beta*C; edge
+// tiles are computed into a scratch tile and merged.
 //
 // The micro-kernel addresses A through two byte strides (rsa between rows,
-// csa between successive k), so A can also be read in place, unpacked: this
-// is used when op(B) has at most two panels (tall-skinny products such as the
-// im2col convolution shape M=50176,K=288,N=32), where packing A would cost
-// as much memory traffic as the multiplication itself.
+// csa between successive k) and B through one (rsb between successive k), so
+// either operand can also be read in place, unpacked:
+//   - A, when op(B) has at most two panels (tall-skinny products such as the
+//     im2col convolution shape M=50176,K=288,N=32), where packing A would
+//     cost as much as the multiplication itself; the kernel then prefetches
+//     the A row panel a few panels ahead (software prefetch is what lets
+//     this DRAM-streaming shape run near peak);
+//   - B (when not transposed), when C has few rows (per-image convolution
+//     shapes such as M=32,K=288,N=784), where packing B would not be
+//     amortized over enough A panels.
 //
-// Blocking: K is cut into kc ≤ gemmKC blocks of equal size (the kc×gemmNR B
-// micro-panel plus the gemmMR×kc A micro-panel stay in L1), M into mc-row blocks
-// (the packed mc×kc A block stays in L2), N into nc ≤ gemmNC columns (the
-// packed kc×nc B block stays in L3).
+// Blocking: K is cut into kc ≤ KC blocks of equal size (the kc×NR B
+// micro-panel plus the MR×kc A micro-panel stay in L1), M into mc-row blocks
+// (the packed mc×kc A block stays in L2), N into nc ≤ NC columns (the packed
+// kc×nc B block stays in L3).
 //
 // Parallelism: blocks of M run on the workers of internal/parallel, sharing
 // one packed B block; when M is too short to split, column ranges are split
-// instead. All gemmScratch comes from a sync.Pool, so Sgemm may be called
+// instead. All scratch comes from a sync.Pool, so Sgemm may be called
 // concurrently from several goroutines and allocates nothing in steady state.
 const (
 	gemmMR = 6  // micro-tile rows
@@ -38,17 +45,29 @@ const (
 	gemmMC = 144  // max M block (multiple of gemmMR)
 	gemmNC = 4096 // max N block (multiple of gemmNR)
 
+	// B is used in place, unpacked, when op(B) = B and C has at most this
+	// many rows (B's packing would not be amortized over enough A panels).
+	gemmUnpackedBMaxM = 64
+
+	// When A is read in place (narrow B), the kernel prefetches the A row
+	// panel this many panels ahead.
+	gemmPrefetchPanels = 4
+
 	// Problems with fewer multiply-adds than this run serially.
 	gemmParMinWork = 48 * 48 * 48
 )
 
 // microKernel computes the gemmMR×gemmNR tile
 //
-//	C[i*ldc+j] = alpha * sum_p A(i,p)*B[p*gemmNR+j] + beta*C[i*ldc+j]
+//	C[i*ldc+j] = alpha * sum_p A(i,p)*B(p,j) + beta*C[i*ldc+j]
 //
-// for i < gemmMR, j < gemmNR, p < k, where A(i,p) is the float32 at byte offset
-// i*rsa + p*csa from a. With beta == 0, C is not read. k ≥ 1.
-type microKernel func(k int, a *float32, rsa, csa int, b *float32, c *float32, ldc int, alpha, beta float32)
+// for i < gemmMR, j < gemmNR, p < k, where A(i,p) is the float32 at byte
+// offset i*rsa + p*csa from a and B(p,j) the one at byte offset p*rsb + 4*j
+// from b (rsb = 64 for a packed panel). With beta == 0, C is not read.
+// pf is a prefetch hint: the kernel touches one 64-byte line from pf on per
+// 4 steps of k (it must be a valid pointer; reads past it are prefetches
+// only). k ≥ 1.
+type microKernel func(k int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32, pf *float32)
 
 var (
 	gemmKernel     microKernel = sgemmKernelGeneric
@@ -253,9 +272,18 @@ func (g *gemmArgs) serial(j0, j1 int) {
 			}
 			npan := (ncb + gemmNR - 1) / gemmNR
 			bp := s.growB(npan * gemmNR * kcb)
-			g.packB(bp, pc, kcb, jc, ncb, 0, npan)
+			// With few rows, B is read by few A panels: use it in place
+			// (only a partial edge panel is packed).
+			unpB := !g.transB && g.m <= gemmUnpackedBMaxM && ncb > 2*gemmNR
+			if unpB {
+				if ncb%gemmNR != 0 {
+					g.packB(bp, pc, kcb, jc, ncb, npan-1, npan)
+				}
+			} else {
+				g.packB(bp, pc, kcb, jc, ncb, 0, npan)
+			}
 			for ic := 0; ic < g.m; ic += gemmMC {
-				g.macro(s, bp, ic, min(gemmMC, g.m-ic), jc, ncb, pc, kcb, beta)
+				g.macro(s, bp, unpB, ic, min(gemmMC, g.m-ic), jc, ncb, pc, kcb, beta)
 			}
 		}
 	}
@@ -293,7 +321,7 @@ func (x *gemmCtx) mBlocks(_, lo, hi int) {
 	s := getGemmScratch()
 	for blk := lo; blk < hi; blk++ {
 		ic := blk * x.mc
-		x.g.macro(s, x.bp, ic, min(x.mc, x.g.m-ic), x.jc, x.ncb, x.pc, x.kcb, x.beta)
+		x.g.macro(s, x.bp, false, ic, min(x.mc, x.g.m-ic), x.jc, x.ncb, x.pc, x.kcb, x.beta)
 	}
 	putGemmScratch(s)
 }
@@ -351,7 +379,7 @@ func (g *gemmArgs) parallelN(w int) {
 
 // macro computes C[ic:ic+mcb, jc:jc+ncb] (+)= A[ic:ic+mcb, pc:pc+kcb] * Bblock
 // where bp holds op(B)[pc:pc+kcb, jc:jc+ncb] packed into gemmNR-column panels.
-func (g *gemmArgs) macro(s *gemmScratch, bp []float32, ic, mcb, jc, ncb, pc, kcb int, beta float32) {
+func (g *gemmArgs) macro(s *gemmScratch, bp []float32, unpB bool, ic, mcb, jc, ncb, pc, kcb int, beta float32) {
 	kern := gemmKernel
 	alpha := g.alpha
 	ldc := g.ldc
@@ -364,15 +392,22 @@ func (g *gemmArgs) macro(s *gemmScratch, bp []float32, ic, mcb, jc, ncb, pc, kcb
 		g.packA(ap, ic, mcb, pc, kcb)
 		for jr := 0; jr < ncb; jr += gemmNR {
 			nrb := min(gemmNR, ncb-jr)
-			bptr := &bp[jr*kcb]
+			bptr, rsb := &bp[jr*kcb], 64
+			if unpB && nrb == gemmNR {
+				bptr, rsb = &g.b[pc*g.ldb+jc+jr], 4*g.ldb
+			}
 			for ir := 0; ir < mcb; ir += gemmMR {
 				mrb := min(gemmMR, mcb-ir)
 				aptr := &ap[ir*kcb]
 				ci := (ic+ir)*ldc + jc + jr
+				pf := aptr // prefetch the next A micro-panel
+				if ir+gemmMR < mcb {
+					pf = &ap[(ir+gemmMR)*kcb]
+				}
 				if mrb == gemmMR && nrb == gemmNR {
-					kern(kcb, aptr, 4, 4*gemmMR, bptr, &c[ci], ldc, alpha, beta)
+					kern(kcb, aptr, 4, 4*gemmMR, bptr, rsb, &c[ci], ldc, alpha, beta, pf)
 				} else {
-					kern(kcb, aptr, 4, 4*gemmMR, bptr, &s.tmp[0], gemmNR, alpha, 0)
+					kern(kcb, aptr, 4, 4*gemmMR, bptr, rsb, &s.tmp[0], gemmNR, alpha, 0, pf)
 					s.merge(c[ci:], ldc, mrb, nrb, beta)
 				}
 			}
@@ -395,14 +430,24 @@ func (g *gemmArgs) macro(s *gemmScratch, bp []float32, ic, mcb, jc, ncb, pc, kcb
 		default:
 			aptr, rsa, csa = &g.a[pc*g.lda+ic+ir], 4, 4*g.lda
 		}
+		// Prefetch the next row panel of A while computing this one
+		// (linear from its start; it is contiguous when lda == k).
+		pfo := (ic+ir+gemmPrefetchPanels*gemmMR)*g.lda + pc
+		if g.transA {
+			pfo = pc*g.lda + ic + ir + gemmMR
+		}
 		for jr := 0; jr < ncb; jr += gemmNR {
 			nrb := min(gemmNR, ncb-jr)
 			bptr := &bp[jr*kcb]
 			ci := (ic+ir)*ldc + jc + jr
+			pf := aptr
+			if o := pfo + (jr/gemmNR)*(kcb/4)*16; o < len(g.a) {
+				pf = &g.a[o]
+			}
 			if mrb == gemmMR && nrb == gemmNR {
-				kern(kcb, aptr, rsa, csa, bptr, &c[ci], ldc, alpha, beta)
+				kern(kcb, aptr, rsa, csa, bptr, 64, &c[ci], ldc, alpha, beta, pf)
 			} else {
-				kern(kcb, aptr, rsa, csa, bptr, &s.tmp[0], gemmNR, alpha, 0)
+				kern(kcb, aptr, rsa, csa, bptr, 64, &s.tmp[0], gemmNR, alpha, 0, pf)
 				s.merge(c[ci:], ldc, mrb, nrb, beta)
 			}
 		}

@@ -19,7 +19,7 @@ func archKernel() (microKernel, string, func(int)) {
 // sgemmKernelAVX2 is the 6×16 AVX2+FMA micro-kernel (see microKernel).
 //
 //go:noescape
-func sgemmKernelAVX2(k int, a *float32, rsa, csa int, b *float32, c *float32, ldc int, alpha, beta float32)
+func sgemmKernelAVX2(k int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32, pf *float32)
 
 // peakFMAAVX2 runs n iterations of 12 independent VFMADD231PS on ymm
 // registers (192 flops per iteration).

@@ -2,12 +2,12 @@
 
 #include "textflag.h"
 
-// One k step of the 6x16 micro-kernel: B row at off(BX) (16 floats), the six
-// A values at (SI), (SI)+rsa, ..., (SI)+5*rsa (R9 = rsa, R10 = 3*rsa,
-// R11 = 5*rsa); then SI advances by csa (R12).
-#define STEP(off) \
-	VMOVUPS      off(BX), Y12       \
-	VMOVUPS      off+32(BX), Y13    \
+// One k step of the 6x16 micro-kernel: the 16 floats of B at b0 and b1
+// (b1 = b0+32), the six A values at (SI), (SI)+rsa, ..., (SI)+5*rsa (R9 = rsa,
+// R10 = 3*rsa, R11 = 5*rsa); then SI advances by csa (R12).
+#define STEP(b0, b1) \
+	VMOVUPS      b0, Y12            \
+	VMOVUPS      b1, Y13            \
 	VBROADCASTSS (SI), Y14          \
 	VBROADCASTSS (SI)(R9*1), Y15    \
 	VFMADD231PS  Y12, Y14, Y0       \
@@ -41,18 +41,41 @@
 	VMOVUPS yb, 32(DI)   \
 	ADDQ    R13, DI
 
-// func sgemmKernelAVX2(k int, a *float32, rsa, csa int, b *float32, c *float32, ldc int, alpha, beta float32)
-TEXT ·sgemmKernelAVX2(SB), NOSPLIT, $0-64
-	MOVQ k+0(FP), CX
+// func sgemmKernelAVX2(k int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32, pf *float32)
+TEXT ·sgemmKernelAVX2(SB), NOSPLIT, $0-80
 	MOVQ a+8(FP), SI
 	MOVQ rsa+16(FP), R9
 	MOVQ csa+24(FP), R12
 	MOVQ b+32(FP), BX
-	MOVQ c+40(FP), DI
-	MOVQ ldc+48(FP), R13
+	MOVQ rsb+40(FP), DX
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R13
 	SHLQ $2, R13
+	MOVQ pf+72(FP), R8
 	LEAQ (R9)(R9*2), R10
 	LEAQ (R9)(R9*4), R11
+	LEAQ (DX)(DX*2), AX
+	LEAQ (DX*4), R14
+
+	// Prefetch the C tile (6 rows of 64 bytes, maybe unaligned).
+	MOVQ       DI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 60(R15)
+	ADDQ       R13, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 60(R15)
+	ADDQ       R13, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 60(R15)
+	ADDQ       R13, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 60(R15)
+	ADDQ       R13, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 60(R15)
+	ADDQ       R13, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 60(R15)
 
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -67,31 +90,34 @@ TEXT ·sgemmKernelAVX2(SB), NOSPLIT, $0-64
 	VXORPS Y10, Y10, Y10
 	VXORPS Y11, Y11, Y11
 
-	MOVQ CX, DX
-	SHRQ $2, DX
+	MOVQ k+0(FP), CX
+	SHRQ $2, CX
 	JZ   tail
 
 loop4:
-	STEP(0)
-	STEP(64)
-	STEP(128)
-	STEP(192)
-	ADDQ $256, BX
-	DECQ DX
-	JNZ  loop4
+	PREFETCHT0 (R8)
+	ADDQ       $64, R8
+	STEP((BX), 32(BX))
+	STEP((BX)(DX*1), 32(BX)(DX*1))
+	STEP((BX)(DX*2), 32(BX)(DX*2))
+	STEP((BX)(AX*1), 32(BX)(AX*1))
+	ADDQ       R14, BX
+	DECQ       CX
+	JNZ        loop4
 
 tail:
+	MOVQ k+0(FP), CX
 	ANDQ $3, CX
 	JZ   done
 
 loop1:
-	STEP(0)
-	ADDQ $64, BX
+	STEP((BX), 32(BX))
+	ADDQ DX, BX
 	DECQ CX
 	JNZ  loop1
 
 done:
-	VBROADCASTSS alpha+56(FP), Y14
+	VBROADCASTSS alpha+64(FP), Y14
 	VMULPS       Y14, Y0, Y0
 	VMULPS       Y14, Y1, Y1
 	VMULPS       Y14, Y2, Y2
@@ -105,11 +131,11 @@ done:
 	VMULPS       Y14, Y10, Y10
 	VMULPS       Y14, Y11, Y11
 
-	MOVL  beta+60(FP), AX
+	MOVL  beta+68(FP), AX
 	TESTL $0x7fffffff, AX
 	JZ    nobeta
 
-	VBROADCASTSS beta+60(FP), Y15
+	VBROADCASTSS beta+68(FP), Y15
 	STOREBETA(Y0, Y1)
 	STOREBETA(Y2, Y3)
 	STOREBETA(Y4, Y5)

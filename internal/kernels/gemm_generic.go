@@ -3,13 +3,13 @@ package kernels
 import "unsafe"
 
 // sgemmKernelGeneric is the portable micro-kernel (see microKernel).
-func sgemmKernelGeneric(k int, a *float32, rsa, csa int, b *float32, c *float32, ldc int, alpha, beta float32) {
+func sgemmKernelGeneric(k int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32, pf *float32) {
 	var acc [gemmMR][gemmNR]float32
 	ap := unsafe.Pointer(a)
-	bs := unsafe.Slice(b, k*gemmNR)
+	bp := unsafe.Pointer(b)
 	off := 0
 	for p := 0; p < k; p++ {
-		bb := (*[gemmNR]float32)(bs[p*gemmNR:])
+		bb := (*[gemmNR]float32)(unsafe.Add(bp, p*rsb))
 		for i := 0; i < gemmMR; i++ {
 			av := *(*float32)(unsafe.Add(ap, off+i*rsa))
 			r := &acc[i]
