@@ -4,35 +4,60 @@ import (
 	"math"
 )
 
-// expf returns e**x in float32 with an error of about 1 ulp (Cephes expf
-// polynomial after reduction by ln 2). Arguments outside [-87, 88] (where
-// the result would be subnormal or overflow) and NaN go through math.Exp.
-func expf(x float32) float32 {
-	if !(x >= -87 && x <= 88) {
-		return float32(math.Exp(float64(x)))
+// exp2Tab[i] = 2**(i/256), for expFast.
+var exp2Tab = func() (t [256]float32) {
+	for i := range t {
+		t[i] = float32(math.Exp2(float64(i) / 256))
 	}
+	return t
+}()
+
+// Bounds of the argument of expFast. Callers clamp to them; at the bounds
+// e**x is 2.9e-38 and 3.3e38.
+const (
+	expLo = -86.5
+	expHi = 88.7
+)
+
+// expFast returns e**x in float32 with an error of about 1 ulp, for x in
+// [expLo, expHi] (callers clamp; NaN gives garbage). x = (n/256)*ln 2 + r
+// with |r| <= ln2/512; e**x = 2**(n>>8) * 2**((n&255)/256) * (1 + r + r*r/2).
+// It is kept within the inlining budget so that element-wise loops stay
+// call-free.
+func expFast(x float32) float32 {
 	const (
-		log2e = 1.44269504088896341
 		magic = 12582912 // 1.5 * 2**23: adding it rounds to an integer
-		ln2hi = 0.693359375
-		ln2lo = -2.12194440e-4
+		// ln2/256 split so that nf*ln2Hi is exact for |nf| < 2**16.
+		ln2Hi = 0.69140625 / 256
+		ln2Lo = (math.Ln2 - 0.69140625) / 256
 	)
-	kf := x*log2e + magic
-	n := math.Float32bits(kf) - 0x4B400000 // two's complement of round(x*log2e)
+	kf := x*(256*math.Log2E) + magic
+	n := int32(math.Float32bits(kf)) - 0x4B400000 // round(x*256/ln2)
 	nf := kf - magic
-	r := x - nf*ln2hi - nf*ln2lo
-	p := float32(1.9875691500e-4)
-	p = p*r + 1.3981999507e-3
-	p = p*r + 8.3334519073e-3
-	p = p*r + 4.1665795894e-2
-	p = p*r + 1.6666665459e-1
-	p = p*r + 5.0000001201e-1
-	p = p*r*r + r + 1
-	return math.Float32frombits(math.Float32bits(p) + n<<23)
+	r := x - nf*ln2Hi - nf*ln2Lo
+	p := 1 + r*(1+0.5*r)
+	return math.Float32frombits(math.Float32bits(p*exp2Tab[n&255]) + uint32(n>>8)<<23)
 }
 
-// sigmoidf returns 1/(1+e**-x).
-func sigmoidf(x float32) float32 { return 1 / (1 + expf(-x)) }
+// expf returns e**x in float32 for any x (about 1 ulp); arguments outside
+// [expLo, expHi] and NaN go through math.Exp.
+func expf(x float32) float32 {
+	if !(x >= expLo && x <= expHi) {
+		return float32(math.Exp(float64(x)))
+	}
+	return expFast(x)
+}
+
+// clampExp clamps x to [expLo, expHi]; NaN passes through.
+func clampExp(x float32) float32 {
+	if x < expLo {
+		return expLo
+	}
+	if x > expHi {
+		return expHi
+	}
+	return x
+}
 
 // actGrain is the chunk size of the element-wise kernels.
 const actGrain = 1 << 14
@@ -70,7 +95,7 @@ func siluBody(a *actArgs, _, lo, hi int) {
 	y := a.y[lo:hi]
 	y = y[:len(x)]
 	for i, v := range x {
-		y[i] = v / (1 + expf(-v))
+		y[i] = v / (1 + expFast(clampExp(-v)))
 	}
 }
 
@@ -89,7 +114,7 @@ func siluBackBody(a *actArgs, _, lo, hi int) {
 	dy = dy[:len(x)]
 	dx = dx[:len(x)]
 	for i, v := range x {
-		s := 1 / (1 + expf(-v))
+		s := 1 / (1 + expFast(clampExp(-v)))
 		dx[i] = dy[i] * (s * (1 + v*(1-s)))
 	}
 }
@@ -157,7 +182,7 @@ func geluTanhBody(a *actArgs, _, lo, hi int) {
 	for i, v := range x {
 		d := float64(v)
 		u2 := float32(2 * sqrt2OverPi * (d + geluTanhC*d*d*d))
-		y[i] = v / (1 + expf(-u2))
+		y[i] = v / (1 + expFast(clampExp(-u2)))
 	}
 }
 
@@ -179,7 +204,7 @@ func geluTanhBackBody(a *actArgs, _, lo, hi int) {
 	for i, v := range x {
 		v2 := v * v
 		d := float64(v)
-		s := 1 / (1 + expf(-float32(2*sqrt2OverPi*(d+geluTanhC*d*d*d))))
+		s := 1 / (1 + expFast(clampExp(-float32(2*sqrt2OverPi*(d+geluTanhC*d*d*d)))))
 		g := s + 2*v*s*(1-s)*sqrt2OverPi*(1+3*geluTanhC*v2)
 		dx[i] = dy[i] * g
 	}
@@ -212,18 +237,26 @@ func softmaxBody(a *softmaxArgs, _, lo, hi int) {
 		y := a.y[r*cols : (r+1)*cols]
 		y = y[:len(x)]
 		m := float32(math.Inf(-1))
+		nan := false
 		for _, v := range x {
 			if v > m {
 				m = v
 			}
+			nan = nan || v != v
 		}
-		if math.IsInf(float64(m), -1) {
-			// Every entry is -Inf (a fully masked row): PyTorch yields NaN.
-			m = 0
+		if nan || math.IsInf(float64(m), 0) {
+			// NaN in the row, +Inf, or every entry -Inf (a fully masked
+			// row): PyTorch yields NaN (for +Inf, NaN where x is +Inf).
+			softmaxSpecial(y, x, m)
+			continue
 		}
 		var s float64
 		for i, v := range x {
-			e := expf(v - m)
+			// Entries far below the max (masked with -Inf, say) are 0.
+			e := float32(0)
+			if d := v - m; d >= expLo {
+				e = expFast(d)
+			}
 			y[i] = e
 			s += float64(e)
 		}
@@ -231,6 +264,18 @@ func softmaxBody(a *softmaxArgs, _, lo, hi int) {
 		for i := range y {
 			y[i] *= inv
 		}
+	}
+}
+
+// softmaxSpecial handles a row with NaN or infinite max m the way PyTorch
+// does: computed in float64 with math.Exp (NaN propagates).
+func softmaxSpecial(y, x []float32, m float32) {
+	var s float64
+	for _, v := range x {
+		s += math.Exp(float64(v) - float64(m))
+	}
+	for i, v := range x {
+		y[i] = float32(math.Exp(float64(v)-float64(m)) / s)
 	}
 }
 

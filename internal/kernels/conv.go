@@ -63,6 +63,18 @@ func im2col(col, x []float32, p *ConvParams, c0, c1 int) {
 	H, W, KH, KW, S, P := p.H, p.W, p.KH, p.KW, p.Stride, p.Pad
 	OH, OW := p.OH(), p.OW()
 	ohw := OH * OW
+	if S == 1 && OW == W {
+		for c := c0; c < c1; c++ {
+			xc := x[c*H*W : (c+1)*H*W]
+			for kh := 0; kh < KH; kh++ {
+				for kw := 0; kw < KW; kw++ {
+					r := (c*KH+kh)*KW + kw
+					im2colFlat(col[r*ohw:(r+1)*ohw], xc, p, kh, kw)
+				}
+			}
+		}
+		return
+	}
 	for c := c0; c < c1; c++ {
 		xc := x[c*H*W : (c+1)*H*W]
 		for kh := 0; kh < KH; kh++ {
@@ -108,6 +120,31 @@ func col2im(dx, col []float32, p *ConvParams, c0, c1 int) {
 	H, W, KH, KW, S, P := p.H, p.W, p.KH, p.KW, p.Stride, p.Pad
 	OH, OW := p.OH(), p.OW()
 	ohw := OH * OW
+	if S == 1 && OW == W {
+		// The centre tap (kh, kw) = (P, P), when it exists and the output
+		// is as tall as the input, covers every pixel: copy it instead of
+		// clearing and adding.
+		center := P < KH && P < KW && OH == H
+		for c := c0; c < c1; c++ {
+			xc := dx[c*H*W : (c+1)*H*W]
+			if center {
+				r := (c*KH+P)*KW + P
+				copy(xc, col[r*ohw:(r+1)*ohw])
+			} else {
+				clear(xc)
+			}
+			for kh := 0; kh < KH; kh++ {
+				for kw := 0; kw < KW; kw++ {
+					if center && kh == P && kw == P {
+						continue
+					}
+					r := (c*KH+kh)*KW + kw
+					col2imFlat(xc, col[r*ohw:(r+1)*ohw], p, kh, kw)
+				}
+			}
+		}
+		return
+	}
 	clear(dx[c0*H*W : c1*H*W])
 	for c := c0; c < c1; c++ {
 		xc := dx[c*H*W : (c+1)*H*W]
@@ -149,11 +186,95 @@ func col2im(dx, col []float32, p *ConvParams, c0, c1 int) {
 	}
 }
 
+// flatSpan returns, for the stride-1 convolution with OW == W and filter tap
+// (kh, kw), the rows [o0, o1) of the output whose input row is inside the
+// image, and the matching flat spans: output elements [ds, ds+n) of the
+// [OH*W] tap row correspond to input elements [ss, ss+n) of the [H*W]
+// channel plane, i.e. element j of the output plane reads input element
+// j + (kh-Pad)*W + (kw-Pad). Elements of the span whose column wraps around
+// to the neighbouring row must be masked by the caller (columns outside
+// validRange).
+func flatSpan(p *ConvParams, kh, kw int) (o0, o1, ds, ss, n int) {
+	H, W, P, OH := p.H, p.W, p.Pad, p.OH()
+	dv, du := kh-P, kw-P
+	o0, o1 = max(0, -dv), min(OH, H-dv)
+	if o1 <= o0 {
+		return o0, o0, 0, 0, 0
+	}
+	ds, n = o0*W, (o1-o0)*W
+	ss = (o0+dv)*W + du
+	if ss < 0 {
+		ds -= ss
+		n += ss
+		ss = 0
+	}
+	if ss+n > H*W {
+		n = H*W - ss
+	}
+	return o0, o1, ds, ss, max(n, 0)
+}
+
+// im2colFlat fills the [OH*W] row of tap (kh, kw) from the channel plane xc
+// ([H*W]) of a stride-1 convolution with OW == W: one contiguous copy, then
+// the padding rows and wrapped columns are zeroed.
+func im2colFlat(row, xc []float32, p *ConvParams, kh, kw int) {
+	W := p.W
+	o0, o1, ds, ss, n := flatSpan(p, kh, kw)
+	clear(row[:o0*W])
+	clear(row[o1*W:])
+	copy(row[ds:ds+n], xc[ss:ss+n])
+	lo, hi := validRange(kw, 1, p.Pad, W, W)
+	if lo == 0 && hi == W {
+		return
+	}
+	for oh := o0; oh < o1; oh++ {
+		r := row[oh*W : (oh+1)*W]
+		clear(r[:lo])
+		clear(r[hi:])
+	}
+}
+
+// col2imFlat adds the [OH*W] row of tap (kh, kw) into the channel plane xc
+// ([H*W]) of a stride-1 convolution with OW == W. It zeroes the wrapped
+// columns of row (which is scratch) so that one contiguous add suffices.
+func col2imFlat(xc, row []float32, p *ConvParams, kh, kw int) {
+	W := p.W
+	o0, o1, ds, ss, n := flatSpan(p, kh, kw)
+	if n == 0 {
+		return
+	}
+	if lo, hi := validRange(kw, 1, p.Pad, W, W); lo != 0 || hi != W {
+		for oh := o0; oh < o1; oh++ {
+			r := row[oh*W : (oh+1)*W]
+			clear(r[:lo])
+			clear(r[hi:])
+		}
+	}
+	addTo(xc[ss:ss+n], row[ds:ds+n])
+}
+
+// addTo sets d[i] += s[i] for i < len(d).
+func addTo(d, s []float32) {
+	s = s[:len(d)]
+	i := 0
+	for ; i+4 <= len(d); i += 4 {
+		d4 := d[i : i+4 : i+4]
+		s4 := s[i : i+4 : i+4]
+		d4[0] += s4[0]
+		d4[1] += s4[1]
+		d4[2] += s4[2]
+		d4[3] += s4[3]
+	}
+	for ; i < len(d); i++ {
+		d[i] += s[i]
+	}
+}
+
 // convArgs carries the operands of one convolution call to its loop bodies.
 type convArgs struct {
 	y, x, w, b []float32 // forward: y, x, w, b; backward-data: dx=x, dy=y
-	dw, db     []float32 // backward-filter outputs (chunk 0 writes here)
-	part       []float32 // backward-filter partials of chunks 1..nch-1
+	dw, db     []float32 // backward-filter outputs
+	part       []float32 // backward-filter partials, one per chunk
 	col        []float32 // single-image path: shared col buffer
 	p          ConvParams
 	n          int // current image (single-image path)
@@ -326,10 +447,11 @@ func convBwdDataBody(a *convArgs, _, lo, hi int) {
 // Conv2dBackwardFilter computes the gradients of Conv2dForward with respect
 // to its filter and bias: dy is [N, CO, OH, OW], x is [N, C, H, W], dw
 // ([CO, C, KH, KW]) is overwritten, and db ([CO]) is overwritten unless nil.
-// Per image, dw += dy_n × col_n^T (Sgemm). When parallel over images, each
-// of a fixed number of chunks of images accumulates a private partial and the
-// partials are summed in chunk order, so results are reproducible for a given
-// worker count.
+// Per image, dw^T += col_n × dy_n^T (Sgemm with M = C*KH*KW, N = CO, which
+// reads col in place rather than packing it). When the batch has at least
+// parallel.Workers() images, each of a fixed number of chunks of images
+// accumulates a private partial, and the partials are summed in chunk order,
+// so results are reproducible for a given worker count.
 func Conv2dBackwardFilter(dw, db, dy, x []float32, p ConvParams) {
 	p.check("Conv2dBackwardFilter", x, dy, dw)
 	if db != nil && len(db) < p.CO {
@@ -345,56 +467,65 @@ func Conv2dBackwardFilter(dw, db, dy, x []float32, p ConvParams) {
 		clear(a.db)
 		return
 	}
+	// Partial k is [ckk*CO] (dw transposed) followed by [CO] (db).
+	plen := ckk*p.CO + p.CO
 	// The chunked path is taken whenever the batch is large enough, even
 	// when nested (it then runs serially), so the summation order depends
 	// only on N and the worker count.
+	nch := 1
 	if w := parallel.Workers(); w > 1 && p.N >= w {
-		nch := numChunks(p.N, 1)
-		a.nch = nch
-		plen := p.CO*ckk + p.CO
-		pb := smallScratch.get((nch - 1) * plen)
-		a.part = *pb
+		nch = numChunks(p.N, 1)
+	}
+	a.nch = nch
+	pb := smallScratch.get(nch * plen)
+	a.part = *pb
+	if nch > 1 {
 		convBwdFLoop.For(a, nch, 1)
-		for k := 1; k < nch; k++ {
-			part := a.part[(k-1)*plen : k*plen]
-			pw := part[:p.CO*ckk]
-			pw = pw[:len(a.dw)]
-			for i, v := range pw {
-				a.dw[i] += v
-			}
-			if a.db != nil {
-				pd := part[p.CO*ckk:]
-				pd = pd[:len(a.db)]
-				for i, v := range pd {
-					a.db[i] += v
-				}
-			}
+	} else {
+		// Image by image; im2col and the GEMM parallelise internally.
+		var cb *[]float32
+		if !p.pointwise() {
+			cb = colScratch.get(ckk * p.OH() * p.OW())
+			a.col = *cb
 		}
-		smallScratch.put(pb)
-		return
-	}
-	var cb *[]float32
-	if !p.pointwise() {
-		cb = colScratch.get(ckk * p.OH() * p.OW())
-		a.col = *cb
-	}
-	clear(a.db)
-	for n := 0; n < p.N; n++ {
+		for n := 0; n < p.N; n++ {
+			if cb != nil {
+				a.n = n
+				im2colLoop.For(a, p.C, grainFor(1<<14, p.KH*p.KW*p.OH()*p.OW()))
+			}
+			convBwdFilterImage(&a, n, a.col, a.part[:plen], n > 0)
+		}
 		if cb != nil {
-			a.n = n
-			im2colLoop.For(a, p.C, grainFor(1<<14, p.KH*p.KW*p.OH()*p.OW()))
+			colScratch.put(cb)
 		}
-		convBwdFilterImage(&a, n, a.col, a.dw, a.db, n > 0)
 	}
-	if cb != nil {
-		colScratch.put(cb)
+	// dw[co, k] = sum over chunks of part[k, co], in chunk order.
+	co := p.CO
+	for k := 0; k < ckk; k++ {
+		for o := 0; o < co; o++ {
+			s := a.part[k*co+o]
+			for ch := 1; ch < nch; ch++ {
+				s += a.part[ch*plen+k*co+o]
+			}
+			a.dw[o*ckk+k] = s
+		}
 	}
+	if a.db != nil {
+		for o := 0; o < co; o++ {
+			s := a.part[ckk*co+o]
+			for ch := 1; ch < nch; ch++ {
+				s += a.part[ch*plen+ckk*co+o]
+			}
+			a.db[o] = s
+		}
+	}
+	smallScratch.put(pb)
 }
 
 // convBwdFilterImage adds (or, when !acc, writes) image n's contribution to
-// dw ([CO, C*KH*KW]) and db ([CO] or nil); col is the image's im2col matrix,
-// already filled (unused for pointwise convolutions).
-func convBwdFilterImage(a *convArgs, n int, col, dw, db []float32, acc bool) {
+// the partial part: [C*KH*KW, CO] (dw transposed) then [CO] (db). col is the
+// image's im2col matrix, already filled (unused for pointwise convolutions).
+func convBwdFilterImage(a *convArgs, n int, col, part []float32, acc bool) {
 	p := &a.p
 	ohw := p.OH() * p.OW()
 	ckk := p.C * p.KH * p.KW
@@ -406,27 +537,29 @@ func convBwdFilterImage(a *convArgs, n int, col, dw, db []float32, acc bool) {
 	if acc {
 		beta = 1
 	}
-	Sgemm(false, true, p.CO, ckk, ohw, 1, dyn, ohw, col, ohw, beta, dw, ckk)
-	if db != nil {
-		for co := 0; co < p.CO; co++ {
-			r := dyn[co*ohw : (co+1)*ohw]
-			var s0, s1, s2, s3 float32
-			j := 0
-			for ; j+4 <= len(r); j += 4 {
-				s0 += r[j]
-				s1 += r[j+1]
-				s2 += r[j+2]
-				s3 += r[j+3]
-			}
-			for ; j < len(r); j++ {
-				s0 += r[j]
-			}
-			s := (s0 + s1) + (s2 + s3)
-			if acc {
-				db[co] += s
-			} else {
-				db[co] = s
-			}
+	Sgemm(false, true, ckk, p.CO, ohw, 1, col, ohw, dyn, ohw, beta, part[:ckk*p.CO], p.CO)
+	if a.db == nil {
+		return
+	}
+	db := part[ckk*p.CO : ckk*p.CO+p.CO]
+	for co := range db {
+		r := dyn[co*ohw : (co+1)*ohw]
+		var s0, s1, s2, s3 float32
+		j := 0
+		for ; j+4 <= len(r); j += 4 {
+			s0 += r[j]
+			s1 += r[j+1]
+			s2 += r[j+2]
+			s3 += r[j+3]
+		}
+		for ; j < len(r); j++ {
+			s0 += r[j]
+		}
+		s := (s0 + s1) + (s2 + s3)
+		if acc {
+			db[co] += s
+		} else {
+			db[co] = s
 		}
 	}
 }
@@ -434,7 +567,7 @@ func convBwdFilterImage(a *convArgs, n int, col, dw, db []float32, acc bool) {
 func convBwdFilterBody(a *convArgs, _, klo, khi int) {
 	p := &a.p
 	ckk := p.C * p.KH * p.KW
-	plen := p.CO*ckk + p.CO
+	plen := ckk*p.CO + p.CO
 	var cb *[]float32
 	var col []float32
 	if !p.pointwise() {
@@ -443,20 +576,13 @@ func convBwdFilterBody(a *convArgs, _, klo, khi int) {
 	}
 	chw := p.C * p.H * p.W
 	for k := klo; k < khi; k++ {
-		dw, db := a.dw, a.db
-		if k > 0 {
-			part := a.part[(k-1)*plen : k*plen]
-			dw = part[:p.CO*ckk]
-			if db != nil {
-				db = part[p.CO*ckk:]
-			}
-		}
+		part := a.part[k*plen : (k+1)*plen]
 		lo, hi := chunkRange(p.N, a.nch, k)
 		for n := lo; n < hi; n++ {
 			if cb != nil {
 				im2col(col, a.x[n*chw:(n+1)*chw], p, 0, p.C)
 			}
-			convBwdFilterImage(a, n, col, dw, db, n > lo)
+			convBwdFilterImage(a, n, col, part, n > lo)
 		}
 	}
 	if cb != nil {

@@ -92,6 +92,11 @@ func convCases() []ConvParams {
 		{N: 1, C: 8, H: 14, W: 14, CO: 6, KH: 3, KW: 3, Stride: 2, Pad: 1},
 		{N: 7, C: 5, H: 7, W: 7, CO: 9, KH: 1, KW: 1, Stride: 1, Pad: 0},
 		{N: 1, C: 5, H: 7, W: 7, CO: 9, KH: 1, KW: 1, Stride: 1, Pad: 0},
+		// Stride 1 with OW == W but OH != H (flat im2col path, no full
+		// centre tap).
+		{N: 2, C: 2, H: 4, W: 5, CO: 2, KH: 1, KW: 3, Stride: 1, Pad: 1},
+		{N: 3, C: 2, H: 6, W: 4, CO: 3, KH: 5, KW: 3, Stride: 1, Pad: 1},
+		{N: 2, C: 3, H: 1, W: 1, CO: 2, KH: 3, KW: 3, Stride: 1, Pad: 1},
 	}
 	if !testing.Short() {
 		cs = append(cs,

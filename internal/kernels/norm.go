@@ -111,7 +111,7 @@ func gnForwardBody(a *gnArgs, _, lo, hi int) {
 			if a.silu {
 				for j, xv := range xs {
 					u := (xv-mf)*scale + shift
-					ys[j] = u / (1 + expf(-u))
+					ys[j] = u / (1 + expFast(clampExp(-u)))
 				}
 			} else {
 				for j, xv := range xs {
@@ -189,7 +189,7 @@ func gnBackwardBody(a *gnArgs, _, lo, hi int) {
 				scale := r * gm
 				for j, xv := range xs {
 					u := (xv-m)*scale + bt
-					s := 1 / (1 + expf(-u))
+					s := 1 / (1 + expFast(clampExp(-u)))
 					gv := dys[j] * (s * (1 + u*(1-s)))
 					dxs[j] = gv
 					sg += float64(gv)
