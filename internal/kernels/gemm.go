@@ -69,23 +69,35 @@ const (
 // only). k ≥ 1.
 type microKernel func(k int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32, pf *float32)
 
+// gemmImpl is a set of kernels for one instruction set.
+type gemmImpl struct {
+	name   string
+	kernel microKernel
+	// peak, when set, runs n iterations of 12 independent 8-wide FMAs on
+	// registers only (192 flops per iteration); used by BenchmarkPeakFMA.
+	peak func(n int)
+	// transpose8, when set, transposes nblk blocks of 8 columns of rows
+	// (6 or 8) rows from src (row stride sstride bytes) into dst, column c
+	// at byte offset c*dstride (rows 6 and 7 zero when rows == 6); see
+	// gemm_amd64.s. Used for the packing that transposes.
+	transpose8 func(dst *float32, dstride int, src *float32, sstride int, rows int, nblk int)
+}
+
 var (
 	gemmKernel     microKernel = sgemmKernelGeneric
 	gemmKernelName             = "generic"
-
-	// gemmPeakLoop, when set, runs n iterations of 12 independent 8-wide FMAs
-	// on registers only (192 flops per iteration); used by BenchmarkPeakFMA.
-	gemmPeakLoop func(n int)
+	gemmPeakLoop   func(n int)
+	gemmTranspose8 func(dst *float32, dstride int, src *float32, sstride int, rows int, nblk int)
 )
 
 func init() {
 	if os.Getenv("DIFFUSE_NOASM") == "1" {
 		return
 	}
-	// archKernel is defined per architecture/build tag; a future AVX-512
-	// kernel slots in there ahead of the AVX2 one.
-	if k, name, peak := archKernel(); k != nil {
-		gemmKernel, gemmKernelName, gemmPeakLoop = k, name, peak
+	// archKernel is defined per architecture/build tag (nil when there is
+	// no assembly for this CPU or build).
+	if im := archKernel(); im != nil {
+		gemmKernel, gemmKernelName, gemmPeakLoop, gemmTranspose8 = im.kernel, im.name, im.peak, im.transpose8
 	}
 }
 
@@ -479,11 +491,19 @@ func (g *gemmArgs) packB(bp []float32, pc, kcb, jc, ncb, q0, q1 int) {
 			continue
 		}
 		// op(B)(p, j) = b[j*ldb + p]: columns of the panel are contiguous.
+		p0 := 0
+		if tr := gemmTranspose8; tr != nil && w == gemmNR && kcb >= 8 {
+			nb := kcb / 8
+			off := (jc+j)*ldb + pc
+			tr(&dst[0], 4*gemmNR, &b[off], 4*ldb, 8, nb)
+			tr(&dst[8], 4*gemmNR, &b[off+8*ldb], 4*ldb, 8, nb)
+			p0 = nb * 8
+		}
 		for jj := 0; jj < w; jj++ {
 			src := b[(jc+j+jj)*ldb+pc:]
-			src = src[:kcb]
+			src = src[p0:kcb]
 			for p, v := range src {
-				dst[p*gemmNR+jj] = v
+				dst[(p0+p)*gemmNR+jj] = v
 			}
 		}
 		for jj := w; jj < gemmNR; jj++ {
@@ -520,14 +540,23 @@ func (g *gemmArgs) packA(ap []float32, ic, mcb, pc, kcb int) {
 		// op(A)(i, p) = a[i*lda + p]: rows of A are contiguous.
 		off := (ic+ir)*lda + pc
 		if h == gemmMR {
-			r0 := a[off : off+kcb]
-			r1 := a[off+lda : off+lda+kcb]
-			r2 := a[off+2*lda : off+2*lda+kcb]
-			r3 := a[off+3*lda : off+3*lda+kcb]
-			r4 := a[off+4*lda : off+4*lda+kcb]
-			r5 := a[off+5*lda : off+5*lda+kcb]
+			p0 := 0
+			if tr := gemmTranspose8; tr != nil && kcb >= 8 {
+				// Writes 2 floats past the last column it packs: in
+				// the tail below, the next panel (packed later) or the
+				// buffer's slack (see gemmAligned).
+				nb := kcb / 8
+				tr(&dst[0], 4*gemmMR, &a[off], 4*lda, gemmMR, nb)
+				p0 = nb * 8
+			}
+			r0 := a[off+p0 : off+kcb]
+			r1 := a[off+lda+p0 : off+lda+kcb]
+			r2 := a[off+2*lda+p0 : off+2*lda+kcb]
+			r3 := a[off+3*lda+p0 : off+3*lda+kcb]
+			r4 := a[off+4*lda+p0 : off+4*lda+kcb]
+			r5 := a[off+5*lda+p0 : off+5*lda+kcb]
 			for p := range r0 {
-				d := (*[gemmMR]float32)(dst[p*gemmMR:])
+				d := (*[gemmMR]float32)(dst[(p0+p)*gemmMR:])
 				d[0], d[1], d[2], d[3], d[4], d[5] = r0[p], r1[p], r2[p], r3[p], r4[p], r5[p]
 			}
 			continue
@@ -564,8 +593,10 @@ func (s *gemmScratch) growB(n int) []float32 { return gemmAligned(&s.rawB, n) }
 // gemmAligned returns n floats of *raw starting on a 64-byte boundary, growing
 // *raw (once, with headroom) when too small.
 func gemmAligned(raw *[]float32, n int) []float32 {
-	if cap(*raw) < n+16 {
-		*raw = make([]float32, n+n/4+16)
+	// 16 floats of slack for the alignment, 16 more past the end (packing
+	// with transpose8 may store a few floats past what it packs).
+	if cap(*raw) < n+32 {
+		*raw = make([]float32, n+n/4+32)
 	}
 	r := (*raw)[:cap(*raw)]
 	off := int((64 - uintptr(unsafe.Pointer(&r[0]))%64) % 64 / 4)

@@ -7,13 +7,13 @@ import "golang.org/x/sys/cpu"
 // gemmAsmBuild reports whether this build has assembly kernels.
 const gemmAsmBuild = true
 
-// archKernel picks the best assembly micro-kernel the CPU supports. An
-// AVX-512 kernel (16 or 32 columns per tile) would be tested first here.
-func archKernel() (microKernel, string, func(int)) {
+// archKernel picks the best assembly kernels the CPU supports, or returns nil.
+// An AVX-512 implementation would be tested for first here.
+func archKernel() *gemmImpl {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		return sgemmKernelAVX2, "avx2-fma", peakFMAAVX2
+		return &gemmImpl{name: "avx2-fma", kernel: sgemmKernelAVX2, peak: peakFMAAVX2, transpose8: transpose8AVX2}
 	}
-	return nil, "", nil
+	return nil
 }
 
 // sgemmKernelAVX2 is the 6×16 AVX2+FMA micro-kernel (see microKernel).
@@ -26,3 +26,9 @@ func sgemmKernelAVX2(k int, a *float32, rsa, csa int, b *float32, rsb int, c *fl
 //
 //go:noescape
 func peakFMAAVX2(n int)
+
+// transpose8AVX2 transposes nblk 8-column blocks of rows (6 or 8) rows; see
+// gemm_amd64.s.
+//
+//go:noescape
+func transpose8AVX2(dst *float32, dstride int, src *float32, sstride int, rows int, nblk int)

@@ -194,3 +194,85 @@ peakloop:
 peakdone:
 	VZEROUPPER
 	RET
+
+// func transpose8AVX2(dst *float32, dstride int, src *float32, sstride int, rows int, nblk int)
+//
+// For each of nblk blocks of 8 columns: loads rows (6 or 8) rows of 8 floats
+// from src (row stride sstride bytes; missing rows read as zero), transposes
+// the 8x8 block and stores column c (8 floats: rows 0..7) at dst + c*dstride.
+// Columns are stored in ascending order, so with dstride < 32 a column's
+// trailing floats are overwritten by the next one; the last store writes
+// 32 bytes at dst + (8*nblk-1)*dstride. src then advances 32 bytes and dst
+// 8*dstride bytes per block.
+TEXT ·transpose8AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ dstride+8(FP), DX
+	MOVQ src+16(FP), SI
+	MOVQ sstride+24(FP), BX
+	MOVQ rows+32(FP), R8
+	MOVQ nblk+40(FP), CX
+	TESTQ CX, CX
+	JZ    trdone
+	LEAQ (BX)(BX*2), R9   // 3*sstride
+	LEAQ (BX)(BX*4), R10  // 5*sstride
+	LEAQ (DX)(DX*2), R11  // 3*dstride
+	LEAQ (DX)(DX*4), R12  // 5*dstride
+	LEAQ (R11)(DX*4), R13 // 7*dstride
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+trloop:
+	VMOVUPS (SI), Y0
+	VMOVUPS (SI)(BX*1), Y1
+	VMOVUPS (SI)(BX*2), Y2
+	VMOVUPS (SI)(R9*1), Y3
+	VMOVUPS (SI)(BX*4), Y4
+	VMOVUPS (SI)(R10*1), Y5
+	CMPQ    R8, $8
+	JNE     trsix
+	LEAQ    (SI)(R9*2), R14  // src + 6*sstride
+	VMOVUPS (R14), Y6
+	VMOVUPS (R14)(BX*1), Y7
+
+trsix:
+	VUNPCKLPS Y1, Y0, Y8   // a0 b0 a1 b1 | a4 b4 a5 b5
+	VUNPCKHPS Y1, Y0, Y9   // a2 b2 a3 b3 | a6 b6 a7 b7
+	VUNPCKLPS Y3, Y2, Y10
+	VUNPCKHPS Y3, Y2, Y11
+	VUNPCKLPS Y5, Y4, Y12
+	VUNPCKHPS Y5, Y4, Y13
+	VUNPCKLPS Y7, Y6, Y14
+	VUNPCKHPS Y7, Y6, Y15
+	VSHUFPS   $0x44, Y10, Y8, Y0  // a0 b0 c0 d0 | a4 b4 c4 d4
+	VSHUFPS   $0xEE, Y10, Y8, Y1  // a1 b1 c1 d1 | a5 ...
+	VSHUFPS   $0x44, Y11, Y9, Y2  // a2 ... | a6 ...
+	VSHUFPS   $0xEE, Y11, Y9, Y3  // a3 ... | a7 ...
+	VSHUFPS   $0x44, Y14, Y12, Y4 // e0 f0 g0 h0 | e4 ...
+	VSHUFPS   $0xEE, Y14, Y12, Y5
+	VSHUFPS   $0x44, Y15, Y13, Y8
+	VSHUFPS   $0xEE, Y15, Y13, Y9
+	VPERM2F128 $0x20, Y4, Y0, Y10 // column 0
+	VPERM2F128 $0x20, Y5, Y1, Y11 // column 1
+	VPERM2F128 $0x20, Y8, Y2, Y12 // column 2
+	VPERM2F128 $0x20, Y9, Y3, Y13 // column 3
+	VPERM2F128 $0x31, Y4, Y0, Y14 // column 4
+	VPERM2F128 $0x31, Y5, Y1, Y15 // column 5
+	VPERM2F128 $0x31, Y8, Y2, Y0  // column 6
+	VPERM2F128 $0x31, Y9, Y3, Y1  // column 7
+	VMOVUPS   Y10, (DI)
+	VMOVUPS   Y11, (DI)(DX*1)
+	VMOVUPS   Y12, (DI)(DX*2)
+	VMOVUPS   Y13, (DI)(R11*1)
+	VMOVUPS   Y14, (DI)(DX*4)
+	VMOVUPS   Y15, (DI)(R12*1)
+	LEAQ      (DI)(R11*2), R14   // dst + 6*dstride
+	VMOVUPS   Y0, (R14)
+	VMOVUPS   Y1, (DI)(R13*1)
+	ADDQ      $32, SI
+	LEAQ      (DI)(DX*8), DI
+	DECQ      CX
+	JNZ       trloop
+
+trdone:
+	VZEROUPPER
+	RET

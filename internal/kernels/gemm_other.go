@@ -3,7 +3,7 @@
 package kernels
 
 // archKernel reports no assembly kernel: the generic one is used.
-func archKernel() (microKernel, string, func(int)) { return nil, "", nil }
+func archKernel() *gemmImpl { return nil }
 
 // gemmAsmBuild reports whether this build has assembly kernels.
 const gemmAsmBuild = false
