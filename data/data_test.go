@@ -339,6 +339,23 @@ func TestLoadFolder(t *testing.T) {
 		}
 	}
 
+	// A colour JPEG (decoded as YCbCr): flat orange stays orange.
+	jdir := t.TempDir()
+	orange := image.NewRGBA(image.Rect(0, 0, 16, 16))
+	for i := 0; i < len(orange.Pix); i += 4 {
+		copy(orange.Pix[i:], []uint8{255, 128, 0, 255})
+	}
+	writeImage(t, jdir, "o.jpeg", orange)
+	o, err := LoadFolder(jdir, 8, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, want := range []float32{1, 128/127.5 - 1, -1} {
+		if got := px(o, 0, c, 3, 5); !near(got, want, 0.04) {
+			t.Fatalf("orange JPEG channel %d = %v, want %v", c, got, want)
+		}
+	}
+
 	gray, err := LoadFolder(dir, 4, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -160,6 +160,14 @@ func readPixels(img image.Image, x0, y0, side, channels int, planes [][]float32)
 				put(y*side+x, float32(m.Pix[o])*inv8*a, float32(m.Pix[o+1])*inv8*a, float32(m.Pix[o+2])*inv8*a)
 			}
 		}
+	case *image.YCbCr: // what most JPEGs decode to
+		for y := 0; y < side; y++ {
+			for x := 0; x < side; x++ {
+				c := m.YCbCrAt(x0+x, y0+y)
+				r, g, b := color.YCbCrToRGB(c.Y, c.Cb, c.Cr)
+				put(y*side+x, float32(r)*inv8, float32(g)*inv8, float32(b)*inv8)
+			}
+		}
 	default:
 		for y := 0; y < side; y++ {
 			for x := 0; x < side; x++ {
