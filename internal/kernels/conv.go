@@ -227,10 +227,21 @@ func im2colFlat(row, xc []float32, p *ConvParams, kh, kw int) {
 	if lo == 0 && hi == W {
 		return
 	}
+	zeroCols(row, o0, o1, W, lo, hi)
+}
+
+// zeroCols zeroes columns [0, lo) and [hi, W) of rows [o0, o1) of the
+// row-major matrix m with W columns. The spans are a few elements (the
+// padding), so plain loops beat calls to memclr.
+func zeroCols(m []float32, o0, o1, W, lo, hi int) {
 	for oh := o0; oh < o1; oh++ {
-		r := row[oh*W : (oh+1)*W]
-		clear(r[:lo])
-		clear(r[hi:])
+		r := m[oh*W : (oh+1)*W]
+		for j := 0; j < lo; j++ {
+			r[j] = 0
+		}
+		for j := hi; j < len(r); j++ {
+			r[j] = 0
+		}
 	}
 }
 
@@ -244,11 +255,7 @@ func col2imFlat(xc, row []float32, p *ConvParams, kh, kw int) {
 		return
 	}
 	if lo, hi := validRange(kw, 1, p.Pad, W, W); lo != 0 || hi != W {
-		for oh := o0; oh < o1; oh++ {
-			r := row[oh*W : (oh+1)*W]
-			clear(r[:lo])
-			clear(r[hi:])
-		}
+		zeroCols(row, o0, o1, W, lo, hi)
 	}
 	addTo(xc[ss:ss+n], row[ds:ds+n])
 }
@@ -385,10 +392,34 @@ func convFwdBody(a *convArgs, _, lo, hi int) {
 
 // Conv2dBackwardData computes the gradient of Conv2dForward with respect to
 // its input: dy is [N, CO, OH, OW], w is [CO, C, KH, KW], and dx
-// ([N, C, H, W]) is overwritten. Per image, dcol = w^T × dy_n (Sgemm)
-// followed by col2im.
+// ([N, C, H, W]) is overwritten. Stride-1 square-filter convolutions run as
+// the forward convolution of dy with the flipped, channel-transposed filter;
+// otherwise, per image, dcol = w^T × dy_n (Sgemm) followed by col2im.
 func Conv2dBackwardData(dx, dy, w []float32, p ConvParams) {
 	p.check("Conv2dBackwardData", dx, dy, w)
+	if p.Stride == 1 && p.KH == p.KW && p.Pad <= p.KH-1 && !p.pointwise() {
+		// A stride-1 convolution's input gradient is itself a convolution:
+		// of dy, padded by K-1-Pad, with the filter flipped spatially and
+		// its channel axes swapped. Running it as a forward convolution
+		// replaces col2im (a scattered accumulation) by im2col (copies).
+		q := ConvParams{N: p.N, C: p.CO, H: p.OH(), W: p.OW(), CO: p.C,
+			KH: p.KH, KW: p.KW, Stride: 1, Pad: p.KH - 1 - p.Pad}
+		kk := p.KH * p.KW
+		wb := smallScratch.get(p.CO * p.C * kk)
+		wt := *wb
+		for co := 0; co < p.CO; co++ {
+			for c := 0; c < p.C; c++ {
+				src := w[(co*p.C+c)*kk : (co*p.C+c+1)*kk]
+				dst := wt[(c*p.CO+co)*kk : (c*p.CO+co+1)*kk]
+				for i := range dst {
+					dst[i] = src[kk-1-i]
+				}
+			}
+		}
+		Conv2dForward(dx, dy, wt, nil, q)
+		smallScratch.put(wb)
+		return
+	}
 	a := convArgs{y: dy, x: dx, w: w, p: p}
 	if batchParallel(p.N) {
 		convBwdDLoop.For(a, p.N, 1)

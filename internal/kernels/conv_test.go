@@ -247,6 +247,12 @@ func BenchmarkConv2d(b *testing.B) {
 			}
 			report(b)
 		})
+		b.Run(s.name+"/fwd_nobias", func(b *testing.B) {
+			for b.Loop() {
+				Conv2dForward(y, x, w, nil, p)
+			}
+			report(b)
+		})
 		b.Run(s.name+"/bwd_data", func(b *testing.B) {
 			for b.Loop() {
 				Conv2dBackwardData(dx, y, w, p)
