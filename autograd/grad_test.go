@@ -107,6 +107,9 @@ func TestGradients(t *testing.T) {
 		{"Sum", func(g *Graph, v []*Var) *Var { return g.Sum(v[0]) }, []*tensor.Tensor{r(3, 7)}},
 		{"Mean", func(g *Graph, v []*Var) *Var { return g.Mean(v[0]) }, []*tensor.Tensor{r(3, 7)}},
 		{"MSE", func(g *Graph, v []*Var) *Var { return g.MSE(v[0], v[1]) }, []*tensor.Tensor{r(3, 7), r(3, 7)}},
+		{"WeightedMSE", func(g *Graph, v []*Var) *Var { return g.WeightedMSE(v[0], v[1], []float32{0.5, 2, 1}) }, []*tensor.Tensor{r(3, 2, 2), r(3, 2, 2)}},
+		{"SpatialMean", func(g *Graph, v []*Var) *Var { return g.SpatialMean(v[0]) }, []*tensor.Tensor{r(2, 3, 2, 3)}},
+		{"CrossEntropy", func(g *Graph, v []*Var) *Var { return g.CrossEntropy(v[0], []int{1, 0, 4}) }, []*tensor.Tensor{r(3, 5)}},
 		{"Embedding", func(g *Graph, v []*Var) *Var { return g.Embedding(v[0], []int{2, 0, 2, 3}) }, []*tensor.Tensor{r(5, 3)}},
 		{"UsedTwice", func(g *Graph, v []*Var) *Var { return g.Add(g.Mul(v[0], v[0]), g.SiLU(v[0])) }, []*tensor.Tensor{r(4, 3)}},
 	}

@@ -479,3 +479,94 @@ func (g *Graph) Timestep(t []float32, dim int) *Var {
 	g.be.CopyFromHost(y, host)
 	return g.newVar(y, nil)
 }
+
+// WeightedMSE returns Σ_b w[b]·Σ_i (a[b,i] − c[b,i])² / numel: the mean
+// squared error with one weight per sample along dim 0 (min-SNR-γ and other
+// loss weightings). With all weights 1 it equals MSE.
+func (g *Graph) WeightedMSE(a, c *Var, w []float32) *Var {
+	sameShape("WeightedMSE", a, c)
+	b := a.Value.Dim(0)
+	if len(w) != b {
+		bad("WeightedMSE", "%d weights for a batch of %d", len(w), b)
+	}
+	d := g.arena.Get(shapeStr(a)...)
+	g.be.Copy(d, a.Value)
+	g.be.Axpby(d, -1, c.Value, 1)
+	n := float64(d.Numel())
+	per := d.Numel() / b
+	flat := d.Reshape(b, per)
+	wt := g.arena.Get(b, per)
+	host := make([]float32, b)
+	copy(host, w)
+	wv := g.arena.Get(b)
+	g.be.CopyFromHost(wv, host)
+	g.be.Fill(wt, 0)
+	g.be.AddRowVector(wt.Reshape(b, 1, per), wt.Reshape(b, 1, per), wv, b, 1, per, b) // wt[b, i] = w[b]
+	wd := g.arena.Get(b, per)
+	g.be.Mul(wd, wt, flat) // w ⊙ d
+	y := g.arena.Get()
+	g.be.CopyFromHost(y, []float32{float32(g.be.Dot(wd, flat) / n)})
+	return g.newVar(y, func(o *Var) {
+		s := 2 * o.Grad.Item() / float32(n)
+		g.accum(a, func(da *tensor.Tensor) { g.be.Scale(da.Reshape(b, per), wd, s) })
+		g.accum(c, func(dc *tensor.Tensor) { g.be.Scale(dc.Reshape(b, per), wd, -s) })
+	}, a, c)
+}
+
+// SpatialMean averages x [N, C, ...] over its trailing dims → [N, C]
+// (global average pooling).
+func (g *Graph) SpatialMean(x *Var) *Var {
+	s := shapeStr(x)
+	if len(s) < 2 {
+		bad("SpatialMean", "input %v: want [N, C, ...]", s)
+	}
+	n, c := s[0], s[1]
+	inner := x.Value.Numel() / max(n*c, 1)
+	y := g.arena.Get(n, c)
+	g.be.SumRowVector(y, x.Value, n, c, inner, n)
+	g.be.Scale(y, y, 1/float32(inner))
+	return g.newVar(y, func(o *Var) {
+		g.accum(x, func(dx *tensor.Tensor) {
+			g.be.Fill(dx, 0)
+			g.be.AddRowVector(dx, dx, o.Grad, n, c, inner, n)
+			g.be.Scale(dx, dx, 1/float32(inner))
+		})
+	}, x)
+}
+
+// CrossEntropy is the mean over the batch of −log softmax(logits)[label]:
+// logits [B, K], labels len B with values in [0, K).
+func (g *Graph) CrossEntropy(logits *Var, labels []int) *Var {
+	s := shapeStr(logits)
+	if len(s) != 2 || len(labels) != s[0] {
+		bad("CrossEntropy", "logits %v with %d labels: want [B, K] and B labels", s, len(labels))
+	}
+	b, k := s[0], s[1]
+	for _, l := range labels {
+		if l < 0 || l >= k {
+			bad("CrossEntropy", "label %d outside [0, %d)", l, k)
+		}
+	}
+	p := g.arena.Get(b, k)
+	g.be.SoftmaxForward(p, logits.Value, b, k)
+	host := p.ToHost()
+	var loss float64
+	for i, l := range labels {
+		loss -= math.Log(math.Max(float64(host[i*k+l]), 1e-30))
+	}
+	y := g.arena.Get()
+	g.be.CopyFromHost(y, []float32{float32(loss / float64(b))})
+	return g.newVar(y, func(o *Var) {
+		s := o.Grad.Item() / float32(b)
+		g.accum(logits, func(d *tensor.Tensor) {
+			grad := p.ToHost()
+			for i, l := range labels {
+				grad[i*k+l] -= 1
+			}
+			for i := range grad {
+				grad[i] *= s
+			}
+			g.be.CopyFromHost(d, grad)
+		})
+	}, logits)
+}

@@ -1,0 +1,68 @@
+// Package model names the denoising networks diffuse can build, so a
+// checkpoint records an architecture and its config and is rebuilt from
+// them.
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+
+	"github.com/diffuse-go/diffuse/autograd"
+	"github.com/diffuse-go/diffuse/model/unet"
+	"github.com/diffuse-go/diffuse/nn"
+)
+
+// Network is a denoiser: given x_t [B, C, H, W] and timesteps t (len B,
+// possibly fractional) it returns a tensor of x_t's shape (ε, x0 or v,
+// depending on how it was trained).
+type Network interface {
+	nn.Module
+	Forward(g *autograd.Graph, x *autograd.Var, t []float32) *autograd.Var
+}
+
+// Spec identifies an architecture and the image shape it works on.
+type Spec struct {
+	Arch     string `json:"arch"`
+	Channels int    `json:"channels"`
+	Size     int    `json:"size"`
+}
+
+type builder struct {
+	build func(rng *rand.Rand, s Spec) (Network, error)
+	doc   string
+}
+
+var registry = map[string]builder{
+	"unet-s": {func(rng *rand.Rand, s Spec) (Network, error) {
+		if s.Channels != 1 || s.Size != 28 {
+			return nil, fmt.Errorf("unet-s works on 1×28×28 images, not %d×%d×%d", s.Channels, s.Size, s.Size)
+		}
+		return unet.NewUNetS(rng), nil
+	}, "the benchmark U-Net for 1×28×28 images (584k parameters)"},
+}
+
+// Archs lists the known architecture names with a one-line description.
+func Archs() []string {
+	var out []string
+	for k, b := range registry {
+		out = append(out, k+": "+b.doc)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Build makes the network of spec s with weights initialized from rng.
+func Build(s Spec, rng *rand.Rand) (Network, error) {
+	b, ok := registry[s.Arch]
+	if !ok {
+		var names []string
+		for k := range registry {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("unknown architecture %q; known: %s", s.Arch, strings.Join(names, ", "))
+	}
+	return b.build(rng, s)
+}
