@@ -76,7 +76,9 @@ type prefixed struct {
 	m Module
 }
 
-func (p prefixed) Visit(prefix string, fn func(string, *autograd.Var)) { p.m.Visit(Join(prefix, p.p), fn) }
+func (p prefixed) Visit(prefix string, fn func(string, *autograd.Var)) {
+	p.m.Visit(Join(prefix, p.p), fn)
+}
 
 func mustRead(t *testing.T, path string) *safetensorsFile {
 	t.Helper()

@@ -201,4 +201,6 @@ func Export(path string, st *State, half bool) error {
 }
 
 // errNotExist reports whether err means the file is missing.
-func errNotExist(err error) bool { return errors.Is(err, os.ErrNotExist) || strings.Contains(fmt.Sprint(err), "no such file") }
+func errNotExist(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || strings.Contains(fmt.Sprint(err), "no such file")
+}

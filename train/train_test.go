@@ -16,9 +16,9 @@ import (
 )
 
 type memData struct {
-	x      *tensor.Tensor
-	nanAt  int // Batch call number (1-based) that returns NaN images; 0 never
-	calls  int
+	x     *tensor.Tensor
+	nanAt int // Batch call number (1-based) that returns NaN images; 0 never
+	calls int
 }
 
 func (m *memData) Len() int { return m.x.Dim(0) }
