@@ -217,6 +217,15 @@ func TestSoftmax(t *testing.T) {
 	if y[0] == y[0] {
 		t.Errorf("softmax of all -Inf = %v, want NaN", y)
 	}
+	// NaN propagates to the whole row; -Inf entries (masking) give exact 0.
+	y = make([]float32, 6)
+	SoftmaxForward(y, []float32{1, float32(math.NaN()), 2, 0, inf, 3}, 2, 3)
+	if y[0] == y[0] || y[2] == y[2] {
+		t.Errorf("softmax with NaN = %v, want NaN row", y[:3])
+	}
+	if y[4] != 0 || math.Abs(float64(y[3]+y[5])-1) > 1e-6 {
+		t.Errorf("softmax with -Inf = %v, want [p 0 1-p]", y[3:])
+	}
 }
 
 func BenchmarkActivations(b *testing.B) {

@@ -88,8 +88,12 @@ func im2col(col, x []float32, p *ConvParams, c0, c1 int) {
 						clear(dst)
 						continue
 					}
-					clear(dst[:lo])
-					clear(dst[hi:])
+					for j := 0; j < lo; j++ {
+						dst[j] = 0
+					}
+					for j := hi; j < len(dst); j++ {
+						dst[j] = 0
+					}
 					src := xc[ih*W : (ih+1)*W]
 					iw := lo*S - P + kw
 					switch S {

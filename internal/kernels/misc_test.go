@@ -271,3 +271,77 @@ func TestNoAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentCalls runs kernels from several goroutines at once (each
+// with its own operands) and checks the results against a serial run: the
+// pooled scratch must never be shared. Run under -race in CI.
+func TestConcurrentCalls(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	p := ConvParams{N: 5, C: 3, H: 9, W: 9, CO: 4, KH: 3, KW: 3, Stride: 1, Pad: 1}
+	ps := ConvParams{N: 1, C: 3, H: 9, W: 9, CO: 4, KH: 3, KW: 3, Stride: 2, Pad: 1}
+	const G = 4
+	type operands struct {
+		x, w, dy, y, dx, dw, db, gy, gdx, gm, gr, dg, dbt []float32
+	}
+	ops := make([]operands, G)
+	run := func(o *operands, q ConvParams) {
+		Conv2dForward(o.y, o.x, o.w, o.dy[:q.CO], q)
+		Conv2dBackwardData(o.dx, o.dy, o.w, q)
+		Conv2dBackwardFilter(o.dw, o.db, o.dy, o.x, q)
+		GroupNormForward(o.gy, o.gm, o.gr, o.x, nil, nil, q.N, q.C, q.H*q.W, 3, 1e-5, true)
+		GroupNormBackward(o.gdx, o.dg, o.dbt, o.x, o.x, o.gm, o.gr, nil, nil, q.N, q.C, q.H*q.W, 3, true)
+	}
+	for g := range ops {
+		q := p
+		if g%2 == 1 {
+			q = ps
+		}
+		ops[g] = operands{
+			x: randF32(r, q.N*q.C*q.H*q.W, 1), w: randF32(r, q.CO*q.C*9, 1),
+			dy: randF32(r, q.N*q.CO*q.OH()*q.OW(), 1), y: make([]float32, q.N*q.CO*q.OH()*q.OW()),
+			dx: make([]float32, q.N*q.C*q.H*q.W), dw: make([]float32, q.CO*q.C*9), db: make([]float32, q.CO),
+			gy: make([]float32, q.N*q.C*q.H*q.W), gdx: make([]float32, q.N*q.C*q.H*q.W),
+			gm: make([]float32, q.N*3), gr: make([]float32, q.N*3), dg: make([]float32, q.C), dbt: make([]float32, q.C),
+		}
+	}
+	want := make([]operands, G)
+	for g := range ops {
+		q := p
+		if g%2 == 1 {
+			q = ps
+		}
+		o := ops[g]
+		o.y, o.dx, o.dw, o.db = make([]float32, len(o.y)), make([]float32, len(o.dx)), make([]float32, len(o.dw)), make([]float32, len(o.db))
+		o.gy, o.gdx, o.gm, o.gr = make([]float32, len(o.gy)), make([]float32, len(o.gdx)), make([]float32, len(o.gm)), make([]float32, len(o.gr))
+		o.dg, o.dbt = make([]float32, len(o.dg)), make([]float32, len(o.dbt))
+		run(&o, q)
+		want[g] = o
+	}
+	var wg sync.WaitGroup
+	for g := range ops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q := p
+			if g%2 == 1 {
+				q = ps
+			}
+			for it := 0; it < 3; it++ {
+				run(&ops[g], q)
+			}
+		}()
+	}
+	wg.Wait()
+	for g := range ops {
+		for name, pair := range map[string][2][]float32{
+			"y": {ops[g].y, want[g].y}, "dx": {ops[g].dx, want[g].dx}, "dw": {ops[g].dw, want[g].dw},
+			"gy": {ops[g].gy, want[g].gy}, "gdx": {ops[g].gdx, want[g].gdx}, "dgamma": {ops[g].dg, want[g].dg},
+		} {
+			for i := range pair[0] {
+				if pair[0][i] != pair[1][i] {
+					t.Fatalf("goroutine %d: %s[%d] = %v, serial %v", g, name, i, pair[0][i], pair[1][i])
+				}
+			}
+		}
+	}
+}
