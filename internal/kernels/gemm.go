@@ -53,6 +53,10 @@ const (
 	// panel this many panels ahead.
 	gemmPrefetchPanels = 4
 
+	// parallelM packs op(B) for all of K and at most this many floats
+	// (8 MiB) worth of columns at a time, shared by the workers in L3.
+	gemmParBFloats = 2 << 20
+
 	// Problems with fewer multiply-adds than this run serially.
 	gemmParMinWork = 48 * 48 * 48
 )
@@ -307,11 +311,10 @@ func (g *gemmArgs) serial(j0, j1 int) {
 type gemmCtx struct {
 	g        gemmArgs
 	bp       []float32 // shared packed B block
-	jc, ncb  int
-	pc, kcb  int
-	beta     float32
-	mc       int
-	nchunk   int // column chunk width for parallelN
+	jc, ncb  int       // current column block
+	npan     int       // its number of gemmNR panels
+	kc, mc   int       // K and M block sizes
+	nchunk   int       // column chunk width for parallelN
 	packBFn  func(worker, lo, hi int)
 	mBlockFn func(worker, lo, hi int)
 	nChunkFn func(worker, lo, hi int)
@@ -325,15 +328,28 @@ var gemmCtxPool = sync.Pool{New: func() any {
 	return x
 }}
 
+// packBRange packs panels [lo, hi) of the current column block for all of K
+// (K block pc at x.bp[pc*npan*gemmNR:]).
 func (x *gemmCtx) packBRange(_, lo, hi int) {
-	x.g.packB(x.bp, x.pc, x.kcb, x.jc, x.ncb, lo, hi)
+	for pc := 0; pc < x.g.k; pc += x.kc {
+		kcb := min(x.kc, x.g.k-pc)
+		x.g.packB(x.bp[pc*x.npan*gemmNR:], pc, kcb, x.jc, x.ncb, lo, hi)
+	}
 }
 
+// mBlocks computes row blocks [lo, hi) of the current column block, all of K.
 func (x *gemmCtx) mBlocks(_, lo, hi int) {
 	s := getGemmScratch()
 	for blk := lo; blk < hi; blk++ {
 		ic := blk * x.mc
-		x.g.macro(s, x.bp, false, ic, min(x.mc, x.g.m-ic), x.jc, x.ncb, x.pc, x.kcb, x.beta)
+		mcb := min(x.mc, x.g.m-ic)
+		for pc := 0; pc < x.g.k; pc += x.kc {
+			beta := x.g.beta
+			if pc > 0 {
+				beta = 1
+			}
+			x.g.macro(s, x.bp[pc*x.npan*gemmNR:], false, ic, mcb, x.jc, x.ncb, pc, min(x.kc, x.g.k-pc), beta)
+		}
 	}
 	putGemmScratch(s)
 }
@@ -342,33 +358,28 @@ func (x *gemmCtx) nChunks(_, lo, hi int) {
 	x.g.serial(lo*x.nchunk, min(hi*x.nchunk, x.g.n))
 }
 
-// parallelM splits M into blocks run in parallel; each (nc, kc) block of B is
-// packed once (itself in parallel when large) and shared.
+// parallelM splits M into blocks run in parallel. op(B) is packed (itself in
+// parallel when large) for all of K and up to gemmParBFloats/K columns at a
+// time, and shared; each worker then runs whole row blocks through all of K,
+// so there is one barrier per column block.
 func (g *gemmArgs) parallelM(w int) {
 	x := gemmCtxPool.Get().(*gemmCtx)
 	x.g = *g
 	s := getGemmScratch()
-	kc := gemmKBlock(g.k)
+	x.kc = gemmKBlock(g.k)
 	x.mc = gemmMBlock(g.m, w)
 	nblk := (g.m + x.mc - 1) / x.mc
-	for jc := 0; jc < g.n; jc += gemmNC {
-		ncb := min(gemmNC, g.n-jc)
-		for pc := 0; pc < g.k; pc += kc {
-			kcb := min(kc, g.k-pc)
-			x.jc, x.ncb, x.pc, x.kcb = jc, ncb, pc, kcb
-			x.beta = g.beta
-			if pc > 0 {
-				x.beta = 1
-			}
-			npan := (ncb + gemmNR - 1) / gemmNR
-			x.bp = s.growB(npan * gemmNR * kcb)
-			if npan*kcb*gemmNR >= 64*1024 {
-				parallel.For(npan, (npan+2*w-1)/(2*w), x.packBFn)
-			} else {
-				g.packB(x.bp, pc, kcb, jc, ncb, 0, npan)
-			}
-			parallel.For(nblk, 1, x.mBlockFn)
+	nc := max(gemmNR, min(gemmNC, gemmParBFloats/g.k/gemmNR*gemmNR))
+	for jc := 0; jc < g.n; jc += nc {
+		x.jc, x.ncb = jc, min(nc, g.n-jc)
+		x.npan = (x.ncb + gemmNR - 1) / gemmNR
+		x.bp = s.growB(x.npan * gemmNR * g.k)
+		if x.npan*gemmNR*g.k >= 64*1024 {
+			parallel.For(x.npan, (x.npan+2*w-1)/(2*w), x.packBFn)
+		} else {
+			x.packBRange(0, 0, x.npan)
 		}
+		parallel.For(nblk, 1, x.mBlockFn)
 	}
 	putGemmScratch(s)
 	x.g = gemmArgs{}
