@@ -1,6 +1,9 @@
 // Command diffuse trains, samples and benchmarks diffusion models.
 //
-//	diffuse bench unet-s [--batch 64] [--steps 10] [--check FILE]
+//	diffuse sample -n 64 -o digits.png     # the embedded MNIST model
+//	diffuse train --steps 6000             # train on MNIST
+//	diffuse eval --model runs/mnist/checkpoint.safetensors
+//	diffuse bench unet-s [--check FILE]
 //
 // Run `diffuse help` or `diffuse COMMAND --help` for details.
 package main
@@ -22,6 +25,9 @@ var commands []command
 
 func init() {
 	commands = []command{
+		{"train", "train a diffusion model on MNIST or a folder of images", runTrain},
+		{"sample", "generate images with a trained (or the embedded) model", runSample},
+		{"eval", "score samples with the MNIST classifier (class histogram, classifier-FID)", runEval},
 		{"bench", "measure the engine: `diffuse bench unet-s` (speed, memory, parity with PyTorch)", runBench},
 	}
 }
