@@ -134,7 +134,7 @@ Flags:
 	lossCSV := filepath.Join(*out, "loss.csv")
 	opts := train.Options{
 		Checkpoint: ckpt, CheckpointEvery: *ckptEvery, LossCSV: lossCSV,
-		OnStep: func(step int, loss float64) { bar.Set(step, progress.Float("loss", loss)) },
+		OnStep:      func(step int, loss float64) { bar.Set(step, progress.Float("loss", loss)) },
 		SampleEvery: *sampleEvery,
 		OnSample: func(step int, st *train.State) error {
 			if err := plotLoss(lossCSV, filepath.Join(*out, "loss.png")); err != nil {
