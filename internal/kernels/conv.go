@@ -310,7 +310,8 @@ func batchParallel(n int) bool {
 
 // Conv2dForward computes the convolution y = conv2d(x, w) + b: x is
 // [N, C, H, W], w is [CO, C, KH, KW], b is [CO] or nil, and y
-// ([N, CO, OH, OW]) is overwritten. Each image is lowered with im2col to a
+// ([N, CO, OH, OW]) is overwritten and must not overlap x. Each image is
+// lowered with im2col to a
 // [C*KH*KW, OH*OW] matrix and multiplied by w with Sgemm (1x1 stride-1
 // pad-0 convolutions use the image directly).
 func Conv2dForward(y, x, w, b []float32, p ConvParams) {
@@ -396,7 +397,7 @@ func convFwdBody(a *convArgs, _, lo, hi int) {
 
 // Conv2dBackwardData computes the gradient of Conv2dForward with respect to
 // its input: dy is [N, CO, OH, OW], w is [CO, C, KH, KW], and dx
-// ([N, C, H, W]) is overwritten. Stride-1 square-filter convolutions run as
+// ([N, C, H, W]) is overwritten and must not overlap dy. Stride-1 square-filter convolutions run as
 // the forward convolution of dy with the flipped, channel-transposed filter;
 // otherwise, per image, dcol = w^T × dy_n (Sgemm) followed by col2im.
 func Conv2dBackwardData(dx, dy, w []float32, p ConvParams) {

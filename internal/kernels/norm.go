@@ -113,7 +113,7 @@ func gnForwardBody(a *gnArgs, _, lo, hi int) {
 }
 
 // GroupNormBackward computes the gradients of GroupNormForward. dy, x and dx
-// are [n, c, hw] (dx is overwritten and may alias dy); mean and rstd are the
+// are [n, c, hw] (dx is overwritten; it may alias dy but not x); mean and rstd are the
 // [n*groups] statistics saved by the forward pass; gamma and beta are [c]
 // or nil (beta is needed only when silu is set: the pre-activation is
 // recomputed from x, mean, rstd, gamma and beta to apply silu'). dgamma and
