@@ -314,7 +314,7 @@ type gemmCtx struct {
 	jc, ncb  int       // current column block
 	npan     int       // its number of gemmNR panels
 	kc, mc   int       // K and M block sizes
-	nchunk   int       // column chunk width for parallelN
+	nchunk   int       // number of column chunks for parallelN
 	packBFn  func(worker, lo, hi int)
 	mBlockFn func(worker, lo, hi int)
 	nChunkFn func(worker, lo, hi int)
@@ -355,7 +355,10 @@ func (x *gemmCtx) mBlocks(_, lo, hi int) {
 }
 
 func (x *gemmCtx) nChunks(_, lo, hi int) {
-	x.g.serial(lo*x.nchunk, min(hi*x.nchunk, x.g.n))
+	// Chunk c holds panels [c*npan/nchunk, (c+1)*npan/nchunk).
+	j0 := lo * x.npan / x.nchunk * gemmNR
+	j1 := min(hi*x.npan/x.nchunk*gemmNR, x.g.n)
+	x.g.serial(j0, j1)
 }
 
 // parallelM splits M into blocks run in parallel. op(B) is packed (itself in
@@ -392,10 +395,11 @@ func (g *gemmArgs) parallelM(w int) {
 func (g *gemmArgs) parallelN(w int) {
 	x := gemmCtxPool.Get().(*gemmCtx)
 	x.g = *g
-	npan := (g.n + gemmNR - 1) / gemmNR
-	per := max((npan+2*w-1)/(2*w), 2)
-	x.nchunk = per * gemmNR
-	parallel.For((g.n+x.nchunk-1)/x.nchunk, 1, x.nChunkFn)
+	// A multiple of w chunks of (nearly) equal width, at most about 8
+	// panels each.
+	x.npan = (g.n + gemmNR - 1) / gemmNR
+	x.nchunk = min(w*max(1, (x.npan+8*w-1)/(8*w)), x.npan)
+	parallel.For(x.nchunk, 1, x.nChunkFn)
 	x.g = gemmArgs{}
 	gemmCtxPool.Put(x)
 }
