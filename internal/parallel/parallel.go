@@ -16,10 +16,18 @@ type job struct {
 	fn     func(worker, lo, hi int)
 	n      int
 	grain  int
-	next   *atomic.Int64
-	wg     *sync.WaitGroup
+	st     *state
 	worker int
 }
+
+// state is the shared counter of one For call, pooled so For allocates
+// nothing in steady state.
+type state struct {
+	next atomic.Int64
+	wg   sync.WaitGroup
+}
+
+var states = sync.Pool{New: func() any { return new(state) }}
 
 var (
 	once    sync.Once
@@ -38,7 +46,7 @@ func start() {
 		go func() {
 			for j := range jobs {
 				run(j)
-				j.wg.Done()
+				j.st.wg.Done()
 			}
 		}()
 	}
@@ -46,7 +54,7 @@ func start() {
 
 func run(j job) {
 	for {
-		lo := int(j.next.Add(int64(j.grain))) - j.grain
+		lo := int(j.st.next.Add(int64(j.grain))) - j.grain
 		if lo >= j.n {
 			return
 		}
@@ -84,18 +92,19 @@ func For(n, grain int, fn func(worker, lo, hi int)) {
 		return
 	}
 	defer busy.Store(0)
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	st := states.Get().(*state)
+	st.next.Store(0)
 	k := (n + grain - 1) / grain
 	if k > workers {
 		k = workers
 	}
-	wg.Add(k - 1)
+	st.wg.Add(k - 1)
 	for w := 1; w < k; w++ {
-		jobs <- job{fn: fn, n: n, grain: grain, next: &next, wg: &wg, worker: w}
+		jobs <- job{fn: fn, n: n, grain: grain, st: st, worker: w}
 	}
-	run(job{fn: fn, n: n, grain: grain, next: &next, worker: 0})
-	wg.Wait()
+	run(job{fn: fn, n: n, grain: grain, st: st, worker: 0})
+	st.wg.Wait()
+	states.Put(st)
 }
 
 // Nested reports whether a parallel For is currently running; kernels use it
