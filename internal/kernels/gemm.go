@@ -85,6 +85,9 @@ type gemmImpl struct {
 	// at byte offset c*dstride (rows 6 and 7 zero when rows == 6); see
 	// gemm_amd64.s. Used for the packing that transposes.
 	transpose8 func(dst *float32, dstride int, src *float32, sstride int, rows int, nblk int)
+	// copy16, when set, copies n rows of 16 floats from src (row stride
+	// sstride bytes) to consecutive rows at dst: packing of op(B) = B.
+	copy16 func(dst *float32, src *float32, sstride int, n int)
 }
 
 var (
@@ -92,6 +95,7 @@ var (
 	gemmKernelName             = "generic"
 	gemmPeakLoop   func(n int)
 	gemmTranspose8 func(dst *float32, dstride int, src *float32, sstride int, rows int, nblk int)
+	gemmCopy16     func(dst *float32, src *float32, sstride int, n int)
 )
 
 func init() {
@@ -101,7 +105,8 @@ func init() {
 	// archKernel is defined per architecture/build tag (nil when there is
 	// no assembly for this CPU or build).
 	if im := archKernel(); im != nil {
-		gemmKernel, gemmKernelName, gemmPeakLoop, gemmTranspose8 = im.kernel, im.name, im.peak, im.transpose8
+		gemmKernel, gemmKernelName, gemmPeakLoop = im.kernel, im.name, im.peak
+		gemmTranspose8, gemmCopy16 = im.transpose8, im.copy16
 	}
 }
 
@@ -492,7 +497,9 @@ func (g *gemmArgs) packB(bp []float32, pc, kcb, jc, ncb, q0, q1 int) {
 		if !g.transB {
 			// op(B)(p, j) = b[p*ldb + j]: rows of the panel are contiguous.
 			off := pc*ldb + jc + j
-			if w == gemmNR {
+			if cp := gemmCopy16; cp != nil && w == gemmNR {
+				cp(&dst[0], &b[off], 4*ldb, kcb)
+			} else if w == gemmNR {
 				for p := 0; p < kcb; p++ {
 					*(*[gemmNR]float32)(dst[p*gemmNR:]) = *(*[gemmNR]float32)(b[off+p*ldb:])
 				}

@@ -11,7 +11,7 @@ const gemmAsmBuild = true
 // An AVX-512 implementation would be tested for first here.
 func archKernel() *gemmImpl {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		return &gemmImpl{name: "avx2-fma", kernel: sgemmKernelAVX2, peak: peakFMAAVX2, transpose8: transpose8AVX2}
+		return &gemmImpl{name: "avx2-fma", kernel: sgemmKernelAVX2, peak: peakFMAAVX2, transpose8: transpose8AVX2, copy16: copy16AVX2}
 	}
 	return nil
 }
@@ -32,3 +32,9 @@ func peakFMAAVX2(n int)
 //
 //go:noescape
 func transpose8AVX2(dst *float32, dstride int, src *float32, sstride int, rows int, nblk int)
+
+// copy16AVX2 copies n rows of 16 floats (source row stride sstride bytes)
+// to consecutive rows at dst.
+//
+//go:noescape
+func copy16AVX2(dst *float32, src *float32, sstride int, n int)

@@ -276,3 +276,29 @@ trsix:
 trdone:
 	VZEROUPPER
 	RET
+
+// func copy16AVX2(dst *float32, src *float32, sstride int, n int)
+//
+// Copies n rows of 16 floats from src (row stride sstride bytes) to
+// consecutive 64-byte rows at dst.
+TEXT ·copy16AVX2(SB), NOSPLIT, $0-32
+	MOVQ  dst+0(FP), DI
+	MOVQ  src+8(FP), SI
+	MOVQ  sstride+16(FP), BX
+	MOVQ  n+24(FP), CX
+	TESTQ CX, CX
+	JZ    cpdone
+
+cploop:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ    BX, SI
+	ADDQ    $64, DI
+	DECQ    CX
+	JNZ     cploop
+
+cpdone:
+	VZEROUPPER
+	RET
