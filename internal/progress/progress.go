@@ -68,8 +68,12 @@ type Bar struct {
 // New returns a bar for total items (total ≤ 0: unknown, shows counts and
 // rate only) labelled label, writing to w. The clock starts now. Output is
 // redrawn in place when w is an *os.File on a terminal (a character
-// device) and logged line by line otherwise.
+// device) and logged line by line otherwise. A nil w gives a nil Bar,
+// whose methods do nothing.
 func New(w io.Writer, total int, label string) *Bar {
+	if w == nil {
+		return nil // a nil *Bar is a no-op: no output wanted
+	}
 	b := &Bar{w: w, total: total, label: label, now: time.Now}
 	if f, ok := w.(*os.File); ok {
 		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
