@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/diffuse-go/diffuse/autograd"
@@ -148,6 +149,9 @@ func Run(st *State, ds Dataset, o Options) error {
 	}
 	var logw *csv.Writer
 	if o.LossCSV != "" {
+		if err := trimLog(o.LossCSV, st.Step); err != nil {
+			return err
+		}
 		f, err := os.OpenFile(o.LossCSV, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
 			return fmt.Errorf("train: open loss log: %w (choose a writable --out directory)", err)
@@ -292,4 +296,33 @@ func CheckpointDir(path string) error {
 		return nil
 	}
 	return os.MkdirAll(filepath.Dir(path), 0o755)
+}
+
+// trimLog drops rows past step (and any partial last line) from a loss log,
+// so a run resumed from a checkpoint does not log those steps twice.
+func trimLog(path string, step int) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("train: read loss log: %w", err)
+	}
+	lines := strings.Split(string(b), "\n")
+	keep := make([]string, 0, len(lines))
+	for i, l := range lines {
+		if i == len(lines)-1 { // text after the last newline is a partial row
+			break
+		}
+		f := strings.SplitN(l, ",", 2)
+		if n, err := strconv.Atoi(f[0]); err == nil && n > step {
+			continue
+		}
+		keep = append(keep, l+"\n")
+	}
+	out := strings.Join(keep, "")
+	if out == string(b) {
+		return nil
+	}
+	return os.WriteFile(path, []byte(out), 0o644)
 }

@@ -198,3 +198,15 @@ func TestBadCheckpoints(t *testing.T) {
 		}
 	})
 }
+
+func TestTrimLog(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "loss.csv")
+	os.WriteFile(p, []byte("step,loss\n1,0.5\n2,0.4\n3,0.3\n4,0.2"), 0o644)
+	if err := trimLog(p, 2); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if string(b) != "step,loss\n1,0.5\n2,0.4\n" {
+		t.Fatalf("trimmed log %q", b)
+	}
+}
