@@ -11,7 +11,7 @@ const gemmAsmBuild = true
 // An AVX-512 implementation would be tested for first here.
 func archKernel() *gemmImpl {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		return &gemmImpl{name: "avx2-fma", kernel: sgemmKernelAVX2, peak: peakFMAAVX2, transpose8: transpose8AVX2, copy16: copy16AVX2}
+		return &gemmImpl{name: "avx2-fma", kernel: sgemmKernelAVX2, peak: peakFMAAVX2, transpose8: transpose8AVX2, copy16: copy16AVX2, dot: sgemmDotAVX2}
 	}
 	return nil
 }
@@ -38,3 +38,9 @@ func transpose8AVX2(dst *float32, dstride int, src *float32, sstride int, rows i
 //
 //go:noescape
 func copy16AVX2(dst *float32, src *float32, sstride int, n int)
+
+// sgemmDotAVX2 computes a 3×4 tile of C = alpha*A*B^T + beta*C from rows
+// contiguous along k (k = 8*k8); see gemm_amd64.s.
+//
+//go:noescape
+func sgemmDotAVX2(k8 int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)

@@ -302,3 +302,85 @@ cploop:
 cpdone:
 	VZEROUPPER
 	RET
+
+// Reduces the four accumulators of one C row of the dot kernel to
+// X(x0) = alpha*[sum(y0), sum(y1), sum(y2), sum(y3)] (X14 = alpha),
+// adds beta*C row when beta != 0 (X15 = beta, AX != 0), stores it at (DI) and
+// advances DI by R13.
+#define DOTROW(y0, y1, y2, y3, x0, x2) \
+	VHADDPS      y1, y0, y0        \
+	VHADDPS      y3, y2, y2        \
+	VHADDPS      y2, y0, y0        \
+	VEXTRACTF128 $1, y0, x2        \
+	VADDPS       x2, x0, x0        \
+	VMULPS       X14, x0, x0       \
+	TESTQ        AX, AX            \
+	JZ           2(PC)             \
+	VFMADD231PS  (DI), X15, x0     \
+	VMOVUPS      x0, (DI)          \
+	ADDQ         R13, DI
+
+// func sgemmDotAVX2(k8 int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+//
+// 3x4 tile of C = alpha*A*B^T + beta*C where A's 3 rows (byte stride lda)
+// and B's 4 rows (byte stride ldb) are contiguous along k; k = 8*k8 ≥ 8.
+TEXT ·sgemmDotAVX2(SB), NOSPLIT, $0-64
+	MOVQ k8+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ lda+16(FP), R9
+	MOVQ b+24(FP), BX
+	MOVQ ldb+32(FP), DX
+	MOVQ c+40(FP), DI
+	MOVQ ldc+48(FP), R13
+	SHLQ $2, R13
+	LEAQ (DX)(DX*2), R10
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+
+dotloop:
+	VMOVUPS     (SI), Y12
+	VMOVUPS     (SI)(R9*1), Y13
+	VMOVUPS     (SI)(R9*2), Y14
+	VMOVUPS     (BX), Y15
+	VFMADD231PS Y12, Y15, Y0
+	VFMADD231PS Y13, Y15, Y1
+	VFMADD231PS Y14, Y15, Y2
+	VMOVUPS     (BX)(DX*1), Y15
+	VFMADD231PS Y12, Y15, Y3
+	VFMADD231PS Y13, Y15, Y4
+	VFMADD231PS Y14, Y15, Y5
+	VMOVUPS     (BX)(DX*2), Y15
+	VFMADD231PS Y12, Y15, Y6
+	VFMADD231PS Y13, Y15, Y7
+	VFMADD231PS Y14, Y15, Y8
+	VMOVUPS     (BX)(R10*1), Y15
+	VFMADD231PS Y12, Y15, Y9
+	VFMADD231PS Y13, Y15, Y10
+	VFMADD231PS Y14, Y15, Y11
+	ADDQ        $32, SI
+	ADDQ        $32, BX
+	DECQ        CX
+	JNZ         dotloop
+
+	VBROADCASTSS alpha+56(FP), X14
+	VBROADCASTSS beta+60(FP), X15
+	MOVL         beta+60(FP), AX
+	ANDL         $0x7fffffff, AX
+
+	// Row i: accumulators Y(i), Y(i+3), Y(i+6), Y(i+9).
+	DOTROW(Y0, Y3, Y6, Y9, X0, X12)
+	DOTROW(Y1, Y4, Y7, Y10, X1, X12)
+	DOTROW(Y2, Y5, Y8, Y11, X2, X12)
+	VZEROUPPER
+	RET

@@ -169,6 +169,9 @@ func gemmTestCases(short bool) []gemmCase {
 				gemmCase{transA: ta, transB: tb, m: 13, n: 40*gemmNR + 3, k: 70, alpha: 2, beta: 1, padB: 2},               // parallel N
 				gemmCase{transA: ta, transB: tb, m: 72, n: 48, k: 64, alpha: 1, beta: 0},                                   // no k tail
 				gemmCase{transA: ta, transB: tb, m: 24, n: 48, k: 16, alpha: 1, beta: 1, padA: 8, padB: 8},
+				gemmCase{transA: ta, transB: tb, m: 34, n: 37, k: 200, alpha: 1, beta: 0.5, padA: 3, padB: 5, padC: 2}, // NT dot kernel
+				gemmCase{transA: ta, transB: tb, m: 3, n: 4, k: 133, alpha: -1, beta: 0},
+				gemmCase{transA: ta, transB: tb, m: 47, n: 130, k: 256, alpha: 0.5, beta: 1},
 				gemmCase{transA: ta, transB: tb, m: 5, n: 4, k: 0, alpha: 1, beta: 0.5}, // k == 0
 				gemmCase{transA: ta, transB: tb, m: 5, n: 4, k: 3, alpha: 0, beta: 0},   // alpha == 0
 				gemmCase{transA: ta, transB: tb, m: 8, n: 20, k: 9, alpha: 0, beta: 2},
