@@ -88,6 +88,10 @@ type microKernel func(k int, a *float32, rsa, csa int, b *float32, rsb int, c *f
 type gemmImpl struct {
 	name   string
 	kernel microKernel
+	// kernel4, when set, is kernel for the first 4 rows of the tile only
+	// (rows 4 and 5 are neither read nor written): used for the last row
+	// panel when M%6 is 1..4.
+	kernel4 microKernel
 	// peak, when set, runs n iterations of 12 independent 8-wide FMAs on
 	// registers only (192 flops per iteration); used by BenchmarkPeakFMA.
 	peak func(n int)
@@ -108,7 +112,8 @@ type gemmImpl struct {
 
 var (
 	gemmKernel     microKernel = sgemmKernelGeneric
-	gemmKernelName             = "generic"
+	gemmKernel4    microKernel
+	gemmKernelName = "generic"
 	gemmPeakLoop   func(n int)
 	gemmTranspose8 func(dst *float32, dstride int, src *float32, sstride int, rows int, nblk int)
 	gemmCopy16     func(dst *float32, src *float32, sstride int, n int)
@@ -122,7 +127,7 @@ func init() {
 	// archKernel is defined per architecture/build tag (nil when there is
 	// no assembly for this CPU or build).
 	if im := archKernel(); im != nil {
-		gemmKernel, gemmKernelName, gemmPeakLoop = im.kernel, im.name, im.peak
+		gemmKernel, gemmKernel4, gemmKernelName, gemmPeakLoop = im.kernel, im.kernel4, im.name, im.peak
 		gemmTranspose8, gemmCopy16, gemmDot = im.transpose8, im.copy16, im.dot
 	}
 }
@@ -481,7 +486,7 @@ func (g *gemmArgs) parallelN(w int) {
 // macro computes C[ic:ic+mcb, jc:jc+ncb] (+)= A[ic:ic+mcb, pc:pc+kcb] * Bblock
 // where bp holds op(B)[pc:pc+kcb, jc:jc+ncb] packed into gemmNR-column panels.
 func (g *gemmArgs) macro(s *gemmScratch, bp []float32, unpB bool, ic, mcb, jc, ncb, pc, kcb int, beta float32) {
-	kern := gemmKernel
+	kern, kern4 := gemmKernel, gemmKernel4
 	alpha := g.alpha
 	ldc := g.ldc
 	c := g.c
@@ -505,10 +510,14 @@ func (g *gemmArgs) macro(s *gemmScratch, bp []float32, unpB bool, ic, mcb, jc, n
 				if ir+gemmMR < mcb {
 					pf = &ap[(ir+gemmMR)*kcb]
 				}
-				if mrb == gemmMR && nrb == gemmNR {
-					kern(kcb, aptr, 4, 4*gemmMR, bptr, rsb, &c[ci], ldc, alpha, beta, pf)
+				k := kern
+				if mrb <= 4 && kern4 != nil {
+					k = kern4
+				}
+				if nrb == gemmNR && (mrb == gemmMR || mrb == 4 && kern4 != nil) {
+					k(kcb, aptr, 4, 4*gemmMR, bptr, rsb, &c[ci], ldc, alpha, beta, pf)
 				} else {
-					kern(kcb, aptr, 4, 4*gemmMR, bptr, rsb, &s.tmp[0], gemmNR, alpha, 0, pf)
+					k(kcb, aptr, 4, 4*gemmMR, bptr, rsb, &s.tmp[0], gemmNR, alpha, 0, pf)
 					s.merge(c[ci:], ldc, mrb, nrb, beta)
 				}
 			}
@@ -545,10 +554,14 @@ func (g *gemmArgs) macro(s *gemmScratch, bp []float32, unpB bool, ic, mcb, jc, n
 			if o := pfo + (jr/gemmNR)*(kcb/4)*16; o < len(g.a) {
 				pf = &g.a[o]
 			}
-			if mrb == gemmMR && nrb == gemmNR {
-				kern(kcb, aptr, rsa, csa, bptr, 64, &c[ci], ldc, alpha, beta, pf)
+			k := kern
+			if mrb <= 4 && kern4 != nil {
+				k = kern4
+			}
+			if nrb == gemmNR && (mrb == gemmMR || mrb == 4 && kern4 != nil) {
+				k(kcb, aptr, rsa, csa, bptr, 64, &c[ci], ldc, alpha, beta, pf)
 			} else {
-				kern(kcb, aptr, rsa, csa, bptr, 64, &s.tmp[0], gemmNR, alpha, 0, pf)
+				k(kcb, aptr, rsa, csa, bptr, 64, &s.tmp[0], gemmNR, alpha, 0, pf)
 				s.merge(c[ci:], ldc, mrb, nrb, beta)
 			}
 		}

@@ -11,7 +11,7 @@ const gemmAsmBuild = true
 // An AVX-512 implementation would be tested for first here.
 func archKernel() *gemmImpl {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
-		return &gemmImpl{name: "avx2-fma", kernel: sgemmKernelAVX2, peak: peakFMAAVX2, transpose8: transpose8AVX2, copy16: copy16AVX2, dot: sgemmDotAVX2}
+		return &gemmImpl{name: "avx2-fma", kernel: sgemmKernelAVX2, kernel4: sgemmKernel4AVX2, peak: peakFMAAVX2, transpose8: transpose8AVX2, copy16: copy16AVX2, dot: sgemmDotAVX2}
 	}
 	return nil
 }
@@ -20,6 +20,11 @@ func archKernel() *gemmImpl {
 //
 //go:noescape
 func sgemmKernelAVX2(k int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32, pf *float32)
+
+// sgemmKernel4AVX2 is sgemmKernelAVX2 for the first 4 rows of the tile only.
+//
+//go:noescape
+func sgemmKernel4AVX2(k int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32, pf *float32)
 
 // peakFMAAVX2 runs n iterations of 12 independent VFMADD231PS on ymm
 // registers (192 flops per iteration).

@@ -155,6 +155,123 @@ nobeta:
 	VZEROUPPER
 	RET
 
+// One k step of the 4-row kernel (see STEP).
+#define STEP4(b0, b1) \
+	VMOVUPS      b0, Y12            \
+	VMOVUPS      b1, Y13            \
+	VBROADCASTSS (SI), Y14          \
+	VBROADCASTSS (SI)(R9*1), Y15    \
+	VFMADD231PS  Y12, Y14, Y0       \
+	VFMADD231PS  Y13, Y14, Y1       \
+	VFMADD231PS  Y12, Y15, Y2       \
+	VFMADD231PS  Y13, Y15, Y3       \
+	VBROADCASTSS (SI)(R9*2), Y14    \
+	VBROADCASTSS (SI)(R10*1), Y15   \
+	VFMADD231PS  Y12, Y14, Y4       \
+	VFMADD231PS  Y13, Y14, Y5       \
+	VFMADD231PS  Y12, Y15, Y6       \
+	VFMADD231PS  Y13, Y15, Y7       \
+	ADDQ         R12, SI
+
+// func sgemmKernel4AVX2(k int, a *float32, rsa, csa int, b *float32, rsb int, c *float32, ldc int, alpha, beta float32, pf *float32)
+//
+// Like sgemmKernelAVX2 for the first 4 rows only (rows 4 and 5 of the tile are
+// neither read nor written): for the last row panel when M%6 is 1..4.
+TEXT ·sgemmKernel4AVX2(SB), NOSPLIT, $0-80
+	MOVQ a+8(FP), SI
+	MOVQ rsa+16(FP), R9
+	MOVQ csa+24(FP), R12
+	MOVQ b+32(FP), BX
+	MOVQ rsb+40(FP), DX
+	MOVQ c+48(FP), DI
+	MOVQ ldc+56(FP), R13
+	SHLQ $2, R13
+	MOVQ pf+72(FP), R8
+	LEAQ (R9)(R9*2), R10
+	LEAQ (R9)(R9*4), R11
+	LEAQ (DX)(DX*2), AX
+	LEAQ (DX*4), R14
+
+	// Prefetch the C tile (6 rows of 64 bytes, maybe unaligned).
+	MOVQ       DI, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 60(R15)
+	ADDQ       R13, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 60(R15)
+	ADDQ       R13, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 60(R15)
+	ADDQ       R13, R15
+	PREFETCHT0 (R15)
+	PREFETCHT0 60(R15)
+
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+	MOVQ k+0(FP), CX
+	SHRQ $2, CX
+	JZ   k4tail
+
+k4loop:
+	PREFETCHT0 (R8)
+	ADDQ       $64, R8
+	STEP4((BX), 32(BX))
+	STEP4((BX)(DX*1), 32(BX)(DX*1))
+	STEP4((BX)(DX*2), 32(BX)(DX*2))
+	STEP4((BX)(AX*1), 32(BX)(AX*1))
+	ADDQ       R14, BX
+	DECQ       CX
+	JNZ        k4loop
+
+k4tail:
+	MOVQ k+0(FP), CX
+	ANDQ $3, CX
+	JZ   k4done
+
+k4loop1:
+	STEP4((BX), 32(BX))
+	ADDQ DX, BX
+	DECQ CX
+	JNZ  k4loop1
+
+k4done:
+	VBROADCASTSS alpha+64(FP), Y14
+	VMULPS       Y14, Y0, Y0
+	VMULPS       Y14, Y1, Y1
+	VMULPS       Y14, Y2, Y2
+	VMULPS       Y14, Y3, Y3
+	VMULPS       Y14, Y4, Y4
+	VMULPS       Y14, Y5, Y5
+	VMULPS       Y14, Y6, Y6
+	VMULPS       Y14, Y7, Y7
+
+	MOVL  beta+68(FP), AX
+	TESTL $0x7fffffff, AX
+	JZ    k4nobeta
+
+	VBROADCASTSS beta+68(FP), Y15
+	STOREBETA(Y0, Y1)
+	STOREBETA(Y2, Y3)
+	STOREBETA(Y4, Y5)
+	STOREBETA(Y6, Y7)
+	VZEROUPPER
+	RET
+
+k4nobeta:
+	STORE(Y0, Y1)
+	STORE(Y2, Y3)
+	STORE(Y4, Y5)
+	STORE(Y6, Y7)
+	VZEROUPPER
+	RET
+
 // func peakFMAAVX2(n int)
 TEXT ·peakFMAAVX2(SB), NOSPLIT, $0-8
 	MOVQ   n+0(FP), CX

@@ -34,11 +34,15 @@ func gemmKernelsUnderTest() []struct {
 	return ks
 }
 
-// withGemmKernel runs f with the micro-kernel k installed.
-func withGemmKernel(k microKernel, f func()) {
-	old := gemmKernel
+// withGemmKernel runs f with the micro-kernel k installed (and, for the
+// generic one, no 4-row edge kernel).
+func withGemmKernel(k microKernel, generic bool, f func()) {
+	old, old4 := gemmKernel, gemmKernel4
 	gemmKernel = k
-	defer func() { gemmKernel = old }()
+	if generic {
+		gemmKernel4 = nil
+	}
+	defer func() { gemmKernel, gemmKernel4 = old, old4 }()
 	f()
 }
 
@@ -184,7 +188,7 @@ func gemmTestCases(short bool) []gemmCase {
 func TestSgemm(t *testing.T) {
 	for _, kt := range gemmKernelsUnderTest() {
 		t.Run(kt.name, func(t *testing.T) {
-			withGemmKernel(kt.k, func() {
+			withGemmKernel(kt.k, kt.name == "generic", func() {
 				r := rand.New(rand.NewSource(1))
 				for _, tc := range gemmTestCases(testing.Short() || gemmRaceEnabled) {
 					gemmRunCase(t, r, tc)
