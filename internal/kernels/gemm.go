@@ -184,6 +184,15 @@ func SgemmBatched(batch int, transA, transB bool, m, n, k int, alpha float32, a 
 		}
 		return
 	}
+	// Validate here, on the caller's goroutine (a panic on a worker could not
+	// be recovered): with non-negative strides the last GEMM's slices are
+	// the shortest.
+	if strideA < 0 || strideB < 0 || strideC < 0 {
+		panic("kernels: SgemmBatched: negative stride")
+	}
+	last := gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, lda: lda, ldb: ldb, beta: beta, ldc: ldc}
+	last.a, last.b, last.c = a[(batch-1)*strideA:], b[(batch-1)*strideB:], c[(batch-1)*strideC:]
+	last.check()
 	bc := gemmBatchPool.Get().(*gemmBatchCtx)
 	bc.g = gemmArgs{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc}
 	bc.sa, bc.sb, bc.sc = strideA, strideB, strideC

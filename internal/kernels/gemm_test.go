@@ -378,6 +378,18 @@ func TestSgemmPanicsOnShortSlices(t *testing.T) {
 	Sgemm(false, false, 4, 4, 4, 1, make([]float32, 15), 4, make([]float32, 16), 4, 0, make([]float32, 16), 4)
 }
 
+func TestSgemmBatchedPanicsOnShortSlices(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("no panic for a too-short C")
+		}
+	}()
+	const batch, m, n, k = 8, 20, 20, 8
+	a, b := make([]float32, batch*m*k), make([]float32, batch*k*n)
+	c := make([]float32, batch*m*n-1)
+	SgemmBatched(batch, false, false, m, n, k, 1, a, m*k, k, b, k*n, n, 0, c, m*n, n)
+}
+
 var gemmBenchShapes = []struct {
 	name    string
 	m, n, k int
