@@ -612,16 +612,14 @@ func (g *gemmArgs) packB(bp []float32, pc, kcb, jc, ncb, q0, q1 int) {
 			tr(&dst[8], 4*gemmNR, &b[off+8*ldb], 4*ldb, 8, nb)
 			p0 = nb * 8
 		}
+		if w < gemmNR {
+			clear(dst)
+		}
 		for jj := 0; jj < w; jj++ {
 			src := b[(jc+j+jj)*ldb+pc:]
 			src = src[p0:kcb]
 			for p, v := range src {
 				dst[(p0+p)*gemmNR+jj] = v
-			}
-		}
-		for jj := w; jj < gemmNR; jj++ {
-			for p := 0; p < kcb; p++ {
-				dst[p*gemmNR+jj] = 0
 			}
 		}
 	}
@@ -674,13 +672,8 @@ func (g *gemmArgs) packA(ap []float32, ic, mcb, pc, kcb int) {
 			}
 			continue
 		}
-		for i := 0; i < gemmMR; i++ {
-			if i >= h {
-				for p := 0; p < kcb; p++ {
-					dst[p*gemmMR+i] = 0
-				}
-				continue
-			}
+		clear(dst)
+		for i := 0; i < h; i++ {
 			row := a[off+i*lda : off+i*lda+kcb]
 			for p, v := range row {
 				dst[p*gemmMR+i] = v
