@@ -110,10 +110,22 @@ func NewEMA(params []nn.Named, decay float32) *EMA {
 	return e
 }
 
-// Update folds the current parameters into the average.
-func (e *EMA) Update() {
+// Update folds the current parameters into the average with the full
+// decay.
+func (e *EMA) Update() { e.update(e.Decay) }
+
+// UpdateAt folds the parameters in after optimizer step `step` (counting
+// from 0) with a warmed-up decay min(Decay, (1+step)/(10+step)), so early
+// averages are not dominated by the random initial weights (the warm-up of
+// diffusers' EMAModel).
+func (e *EMA) UpdateAt(step int) {
+	d := min(e.Decay, float32(1+step)/float32(10+step))
+	e.update(d)
+}
+
+func (e *EMA) update(d float32) {
 	for i, p := range e.params {
-		e.Shadow[i].Backend().Axpby(e.Shadow[i], 1-e.Decay, p.Var.Value, e.Decay)
+		e.Shadow[i].Backend().Axpby(e.Shadow[i], 1-d, p.Var.Value, d)
 	}
 }
 

@@ -89,3 +89,13 @@ func TestEMA(t *testing.T) {
 		t.Errorf("EMA module names %v", names)
 	}
 }
+
+func TestEMAWarmup(t *testing.T) {
+	p := autograd.Param(tensor.FromSlice([]float32{0}, 1))
+	e := NewEMA([]nn.Named{{Name: "w", Var: p}}, 0.999)
+	p.Value.Data()[0] = 1
+	e.UpdateAt(0) // decay min(0.999, 1/10) = 0.1: shadow = 0.9
+	if got := e.Shadow[0].Data()[0]; math.Abs(float64(got)-0.9) > 1e-6 {
+		t.Errorf("warm-up EMA = %v, want 0.9", got)
+	}
+}

@@ -248,7 +248,7 @@ func Run(st *State, ds Dataset, o Options) error {
 		}
 		st.Opt.LR = lr
 		st.Opt.Update()
-		st.EMA.Update()
+		st.EMA.UpdateAt(st.Step)
 		st.Step++
 		done++
 		st.LastLoss = loss
