@@ -27,6 +27,7 @@ type Var struct {
 	requiresGrad bool
 	leaf         bool // parameter: Grad is owned by the Var, not the arena
 	hasGrad      bool
+	donated      bool // Grad's storage was handed on to an input (see pass)
 }
 
 // Param wraps t as a trainable leaf: gradients accumulate into its Grad,
@@ -158,6 +159,48 @@ func (g *Graph) accum(v *Var, fn func(dst *tensor.Tensor)) {
 	g.arena.Release(tmp)
 }
 
+// gradDst returns where an op should write v's gradient contribution, and a
+// commit to call after writing: the gradient itself when v has none yet,
+// else a scratch tensor that commit adds in and recycles. dst is nil when v
+// needs no gradient.
+func (g *Graph) gradDst(v *Var) (dst *tensor.Tensor, commit func()) {
+	if !need(v) {
+		return nil, func() {}
+	}
+	if !v.hasGrad {
+		if v.Grad == nil {
+			if v.leaf {
+				v.Grad = tensor.Empty(g.be, v.Value.Shape()...)
+			} else {
+				v.Grad = g.arena.Get(v.Value.Shape()...)
+			}
+		}
+		v.hasGrad = true
+		return v.Grad, func() {}
+	}
+	tmp := g.arena.Get(v.Value.Shape()...)
+	return tmp, func() {
+		g.be.Axpby(v.Grad, 1, tmp, 1)
+		g.arena.Release(tmp)
+	}
+}
+
+// pass gives v the gradient grad of op output o unchanged (identity-like
+// ops: Add, Reshape). The first eligible input takes over o's gradient
+// storage instead of copying it; later ones (and leaves) get a copy.
+func (g *Graph) pass(v *Var, o *Var) {
+	if !need(v) {
+		return
+	}
+	if !v.hasGrad && !v.leaf && !o.donated {
+		v.Grad = o.Grad.Reshape(v.Value.Shape()...)
+		v.hasGrad = true
+		o.donated = true
+		return
+	}
+	g.accum(v, func(d *tensor.Tensor) { g.be.Copy(d, o.Grad) })
+}
+
 // Backward computes gradients of the scalar loss with respect to every Var
 // that requires one, replaying recorded ops in reverse. Gradients of
 // intermediates are recycled as soon as they have been propagated; those of
@@ -178,7 +221,9 @@ func (g *Graph) Backward(loss *Var) error {
 		if n.out.hasGrad {
 			n.back()
 			if !n.out.leaf {
-				g.arena.Release(n.out.Grad)
+				if !n.out.donated {
+					g.arena.Release(n.out.Grad)
+				}
 				n.out.Grad, n.out.hasGrad = nil, false
 			}
 		}

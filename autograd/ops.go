@@ -90,16 +90,25 @@ func (g *Graph) GroupNorm(x, gamma, beta *Var, groups int, eps float32, silu boo
 		if !need(x) && !need(gamma) && !need(beta) {
 			return
 		}
-		dx := g.arena.Get(xs...)
-		dg := g.arena.Get(c)
-		db := g.arena.Get(c)
+		dx, cx := g.gradDst(x)
+		dg, cg := g.gradDst(gamma)
+		db, cb := g.gradDst(beta)
+		if dx == nil {
+			dx = g.arena.Get(xs...)
+			defer g.arena.Release(dx)
+		}
+		if dg == nil {
+			dg = g.arena.Get(c)
+			defer g.arena.Release(dg)
+		}
+		if db == nil {
+			db = g.arena.Get(c)
+			defer g.arena.Release(db)
+		}
 		g.be.GroupNormBackward(dx, dg, db, o.Grad, x.Value, mean, rstd, gamma.Value, beta.Value, n, c, hw, groups, silu)
-		g.accum(x, func(d *tensor.Tensor) { g.be.Copy(d, dx) })
-		g.accum(gamma, func(d *tensor.Tensor) { g.be.Copy(d, dg) })
-		g.accum(beta, func(d *tensor.Tensor) { g.be.Copy(d, db) })
-		g.arena.Release(dx)
-		g.arena.Release(dg)
-		g.arena.Release(db)
+		cx()
+		cg()
+		cb()
 	}, x, gamma, beta)
 }
 
@@ -168,8 +177,8 @@ func (g *Graph) Add(a, b *Var) *Var {
 	y := g.arena.Get(shapeStr(a)...)
 	g.be.Add(y, a.Value, b.Value)
 	return g.newVar(y, func(o *Var) {
-		g.accum(a, func(d *tensor.Tensor) { g.be.Copy(d, o.Grad) })
 		g.accum(b, func(d *tensor.Tensor) { g.be.Copy(d, o.Grad) })
+		g.pass(a, o)
 	}, a, b)
 }
 
@@ -227,17 +236,15 @@ func (g *Graph) AddChannels(x, v *Var) *Var {
 	y := g.arena.Get(xs...)
 	g.be.AddRowVector(y, x.Value, v.Value, n, c, inner, vRows)
 	return g.newVar(y, func(o *Var) {
-		g.accum(x, func(d *tensor.Tensor) { g.be.Copy(d, o.Grad) })
 		g.accum(v, func(d *tensor.Tensor) { g.be.SumRowVector(d, o.Grad, n, c, inner, vRows) })
+		g.pass(x, o)
 	}, x, v)
 }
 
 // Reshape returns a view of x with a new shape (one dim may be -1).
 func (g *Graph) Reshape(x *Var, shape ...int) *Var {
 	y := x.Value.Reshape(shape...)
-	return g.newVar(y, func(o *Var) {
-		g.accum(x, func(d *tensor.Tensor) { g.be.Copy(d, o.Grad) })
-	}, x)
+	return g.newVar(y, func(o *Var) { g.pass(x, o) }, x)
 }
 
 // splitAt views shape as [outer, dim, inner] around axis.
