@@ -192,6 +192,15 @@ func applyCaseOptions(o *Options, opts map[string]any) error {
 
 func TestKDiffusionReference(t *testing.T) {
 	ref := loadKDiffRef(t)
+	t.Run("defaults", func(t *testing.T) {
+		o := DefaultOptions()
+		want := map[string]any{"eta": o.Eta, "s_noise": o.SNoise, "dpmpp_sde_r": o.R, "dpmpp_2m_sde_solver_type": o.SolverType, "lms_order": float64(o.Order), "s_churn": o.SChurn}
+		for k, v := range want {
+			if got, ok := ref.Defaults[k]; ok && got != v {
+				t.Errorf("k-diffusion default %s = %v, DefaultOptions has %v", k, got, v)
+			}
+		}
+	})
 	B, D := len(ref.XT), len(ref.XT[0])
 	f := mixtureDenoiser(ref.Mixture.W, ref.Mixture.Mu, ref.Mixture.Var)
 	xT := tensor.FromSlice(toF32(flatten(ref.XT)), B, D)

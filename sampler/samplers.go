@@ -351,9 +351,9 @@ func DPMPPSDE(d Denoiser, x *tensor.Tensor, sigmas []float64, o Options) (*tenso
 
 		// Step 1: to the intermediate level σ(s).
 		sd, su := ancestralStep(sigmaOf(t), sigmaOf(s), r.o.Eta)
-		s_ := tOf(sd)
-		a := sigmaOf(s_) / sigmaOf(t)
-		b := math.Expm1(t - s_)
+		sDown := tOf(sd)
+		a := sigmaOf(sDown) / sigmaOf(t)
+		b := math.Expm1(t - sDown)
 		for j := range xs {
 			x2[j] = a*xs[j] - b*den[j]
 		}
