@@ -49,9 +49,10 @@ import (
 //
 // sigma always has length B, one noise standard deviation per sample (in the
 // units of x); the samplers of this package pass B equal values, as
-// k-diffusion does with sigma * s_in. The denoiser must not modify x or keep
-// it after returning, and must return a fresh tensor (samplers read it only
-// once, with ToHost, so it may live on any backend).
+// k-diffusion does with sigma * s_in. The denoiser must not modify x; x is
+// a fresh float32 CPU tensor per call, so the denoiser may keep it. Samplers
+// copy the returned tensor out with ToHost at once, so it may live on any
+// backend and be reused by the denoiser on its next call.
 type Denoiser func(x *tensor.Tensor, sigma []float64) (*tensor.Tensor, error)
 
 // Noise is a source of standard normal noise N(0, I): each call returns a
@@ -100,7 +101,9 @@ type Options struct {
 	// for euler, heun and dpm_2: at steps with STMin ≤ σ_i ≤ STMax the
 	// level is raised to σ̂ = σ_i·(1+γ), γ = min(SChurn/n, √2−1) for n
 	// steps, by adding noise of standard deviation SNoise·√(σ̂²−σ_i²) (one
-	// draw (σ_i, σ̂) per such step). k-diffusion's defaults: 0, 0, +Inf.
+	// draw (σ_i, σ̂) per such step; k-diffusion draws torch.randn at every
+	// step even when γ = 0, this package only the draws it uses).
+	// k-diffusion's defaults: 0, 0, +Inf.
 	SChurn, STMin, STMax float64
 	// Order is lms's order (number of past derivatives); 0 means 4.
 	Order int
