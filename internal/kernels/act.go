@@ -94,6 +94,10 @@ func siluBody(a *actArgs, _, lo, hi int) {
 	x := a.x[lo:hi]
 	y := a.y[lo:hi]
 	y = y[:len(x)]
+	if vecAsm && len(x) > 0 {
+		siluAVX2(&y[0], &x[0], len(x))
+		return
+	}
 	for i, v := range x {
 		y[i] = v / (1 + expFast(clampExp(-v)))
 	}
@@ -113,6 +117,10 @@ func siluBackBody(a *actArgs, _, lo, hi int) {
 	dx := a.y[lo:hi]
 	dy = dy[:len(x)]
 	dx = dx[:len(x)]
+	if vecAsm && len(x) > 0 {
+		siluBackAVX2(&dx[0], &dy[0], &x[0], len(x))
+		return
+	}
 	for i, v := range x {
 		s := 1 / (1 + expFast(clampExp(-v)))
 		dx[i] = dy[i] * (s * (1 + v*(1-s)))

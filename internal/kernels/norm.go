@@ -1,6 +1,15 @@
 package kernels
 
-import "math"
+import (
+	"math"
+	"os"
+)
+
+// vecAsm selects the assembly row kernels of GroupNorm and SiLU (AVX2+FMA
+// on amd64; see norm_amd64.s). Like the GEMM kernels, they are turned off
+// by the build tag noasm or DIFFUSE_NOASM=1. Tests flip it to compare the
+// two paths.
+var vecAsm = vecArch() && os.Getenv("DIFFUSE_NOASM") != "1"
 
 // ---------------------------------------------------------------------------
 // GroupNorm (with optional fused SiLU).
@@ -58,25 +67,9 @@ func gnForwardBody(a *gnArgs, _, lo, hi int) {
 		i, g := t/groups, t%groups
 		base := (i*c + g*cpg) * hw
 		x := a.x[base : base+per]
-		// One pass in float64: sum and sum of squares. float64 keeps ~9
-		// significant digits of the variance even when |mean|/std ~ 1e4,
-		// more than float32 data carry.
-		var s0, s1, q0, q1 float64
-		k := 0
-		for ; k+2 <= len(x); k += 2 {
-			v0, v1 := float64(x[k]), float64(x[k+1])
-			s0 += v0
-			s1 += v1
-			q0 += v0 * v0
-			q1 += v1 * v1
-		}
-		for ; k < len(x); k++ {
-			v0 := float64(x[k])
-			s0 += v0
-			q0 += v0 * v0
-		}
-		m := (s0 + s1) / float64(per)
-		v := max((q0+q1)/float64(per)-m*m, 0)
+		sum, sq := gnStats(x)
+		m := sum / float64(per)
+		v := max(sq/float64(per)-m*m, 0)
 		r := 1 / math.Sqrt(v+float64(a.eps))
 		a.mean[t] = float32(m)
 		a.rstd[t] = float32(r)
@@ -97,17 +90,55 @@ func gnForwardBody(a *gnArgs, _, lo, hi int) {
 			shift := float32(bt)
 			xs := x[cc*hw : (cc+1)*hw]
 			ys := a.y[base+cc*hw : base+(cc+1)*hw]
-			ys = ys[:len(xs)]
-			if a.silu {
-				for j, xv := range xs {
-					u := (xv-mf)*scale + shift
-					ys[j] = u / (1 + expFast(clampExp(-u)))
-				}
-			} else {
-				for j, xv := range xs {
-					ys[j] = (xv-mf)*scale + shift
-				}
-			}
+			gnRowForward(ys[:len(xs)], xs, mf, scale, shift, a.silu)
+		}
+	}
+}
+
+// gnStats returns the float64 sum and sum of squares of x. float64 keeps
+// ~9 significant digits of the variance even when |mean|/std ~ 1e4, more
+// than float32 data carry.
+func gnStats(x []float32) (sum, sq float64) {
+	if vecAsm && len(x) > 0 {
+		return gnStatsAVX2(&x[0], len(x))
+	}
+	var s0, s1, q0, q1 float64
+	k := 0
+	for ; k+2 <= len(x); k += 2 {
+		v0, v1 := float64(x[k]), float64(x[k+1])
+		s0 += v0
+		s1 += v1
+		q0 += v0 * v0
+		q1 += v1 * v1
+	}
+	for ; k < len(x); k++ {
+		v0 := float64(x[k])
+		s0 += v0
+		q0 += v0 * v0
+	}
+	return s0 + s1, q0 + q1
+}
+
+// gnRowForward sets ys[j] = act((xs[j]-mf)*scale + shift); len(ys) ==
+// len(xs).
+func gnRowForward(ys, xs []float32, mf, scale, shift float32, silu bool) {
+	if vecAsm && len(xs) > 0 {
+		if silu {
+			gnAffineSiLUAVX2(&ys[0], &xs[0], len(xs), mf, scale, shift)
+		} else {
+			gnAffineAVX2(&ys[0], &xs[0], len(xs), mf, scale, shift)
+		}
+		return
+	}
+	ys = ys[:len(xs)]
+	if silu {
+		for j, xv := range xs {
+			u := (xv-mf)*scale + shift
+			ys[j] = u / (1 + expFast(clampExp(-u)))
+		}
+	} else {
+		for j, xv := range xs {
+			ys[j] = (xv-mf)*scale + shift
 		}
 	}
 }
@@ -168,31 +199,14 @@ func gnBackwardBody(a *gnArgs, _, lo, hi int) {
 			xs := a.x[base+cc*hw : base+(cc+1)*hw]
 			dys := a.dy[base+cc*hw : base+(cc+1)*hw]
 			dxs := a.y[base+cc*hw : base+(cc+1)*hw]
-			dys = dys[:len(xs)]
-			dxs = dxs[:len(xs)]
-			var sg, sgx float64
+			var scale, bt float32
 			if a.silu {
-				bt := float32(0)
 				if a.beta != nil {
 					bt = a.beta[ch]
 				}
-				scale := r * gm
-				for j, xv := range xs {
-					u := (xv-m)*scale + bt
-					s := 1 / (1 + expFast(clampExp(-u)))
-					gv := dys[j] * (s * (1 + u*(1-s)))
-					dxs[j] = gv
-					sg += float64(gv)
-					sgx += float64(gv * ((xv - m) * r))
-				}
-			} else {
-				for j, xv := range xs {
-					gv := dys[j]
-					dxs[j] = gv
-					sg += float64(gv)
-					sgx += float64(gv * ((xv - m) * r))
-				}
+				scale = r * gm
 			}
+			sg, sgx := gnRowBackward1(dxs[:len(xs)], dys[:len(xs)], xs, m, r, scale, bt, a.silu)
 			a.part[2*(i*c+ch)] = sgx
 			a.part[2*(i*c+ch)+1] = sg
 			sdx += float64(gm) * sg
@@ -210,15 +224,54 @@ func gnBackwardBody(a *gnArgs, _, lo, hi int) {
 			}
 			xs := a.x[base+cc*hw : base+(cc+1)*hw]
 			dxs := a.y[base+cc*hw : base+(cc+1)*hw]
-			dxs = dxs[:len(xs)]
 			// dx = r*gm*g - r*c1 - r*c2*r*(x-m) = A*g + B*(x-m) + C
-			ca := r * gm
-			cb := -r * r * c2
-			cc0 := -r * c1
-			for j, xv := range xs {
-				dxs[j] = ca*dxs[j] + cb*(xv-m) + cc0
-			}
+			gnRowBackward2(dxs[:len(xs)], xs, m, r*gm, -r*r*c2, -r*c1)
 		}
+	}
+}
+
+// gnRowBackward1 sets dxs[j] = g = dys[j] (times silu'((xs[j]-m)*scale + bt)
+// when silu is set) and returns the float64 sums of g and g*(xs[j]-m)*r.
+// len(dxs) == len(dys) == len(xs).
+func gnRowBackward1(dxs, dys, xs []float32, m, r, scale, bt float32, silu bool) (sg, sgx float64) {
+	if vecAsm && len(xs) > 0 {
+		if silu {
+			return gnBwdSiLURowAVX2(&dxs[0], &dys[0], &xs[0], len(xs), m, r, scale, bt)
+		}
+		return gnBwdRowAVX2(&dxs[0], &dys[0], &xs[0], len(xs), m, r)
+	}
+	dys = dys[:len(xs)]
+	dxs = dxs[:len(xs)]
+	if silu {
+		for j, xv := range xs {
+			u := (xv-m)*scale + bt
+			s := 1 / (1 + expFast(clampExp(-u)))
+			gv := dys[j] * (s * (1 + u*(1-s)))
+			dxs[j] = gv
+			sg += float64(gv)
+			sgx += float64(gv * ((xv - m) * r))
+		}
+	} else {
+		for j, xv := range xs {
+			gv := dys[j]
+			dxs[j] = gv
+			sg += float64(gv)
+			sgx += float64(gv * ((xv - m) * r))
+		}
+	}
+	return sg, sgx
+}
+
+// gnRowBackward2 sets dxs[j] = ca*dxs[j] + cb*(xs[j]-m) + cc; len(dxs) ==
+// len(xs).
+func gnRowBackward2(dxs, xs []float32, m, ca, cb, cc float32) {
+	if vecAsm && len(xs) > 0 {
+		gnBwdApplyAVX2(&dxs[0], &xs[0], len(xs), m, ca, cb, cc)
+		return
+	}
+	dxs = dxs[:len(xs)]
+	for j, xv := range xs {
+		dxs[j] = ca*dxs[j] + cb*(xv-m) + cc
 	}
 }
 
