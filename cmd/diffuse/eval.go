@@ -89,19 +89,18 @@ Flags:
 		if cfg.Model.Channels != 1 || cfg.Model.Size != 28 {
 			return fmt.Errorf("eval scores 1×28×28 MNIST-like images; %s makes %d×%d×%d", name, cfg.Model.Channels, cfg.Model.Size, cfg.Model.Size)
 		}
-		s, err := pipeline.NewScheduler(cfg, *sm)
-		if err != nil {
-			return err
-		}
-		samples, err = pipeline.Generate(net, cfg.Model, s, pipeline.Options{N: *n, Batch: *batch, Seed: *seed, Progress: stderr})
+		samples, err = generate(net, cfg, sm, pipeline.Options{N: *n, Batch: *batch, Seed: *seed, Progress: stderr})
 		if err != nil {
 			return err
 		}
 		what = fmt.Sprintf("%d samples from %s, %s %d steps", *n, name, sm.Name, sm.Steps)
-		if sm.Name == "ddim" {
+		switch {
+		case sm.Name == "ddim":
 			what += fmt.Sprintf(" eta %g", sm.Eta)
-		} else {
+		case sm.Name == "ddpm":
 			what += " " + sm.Variance
+		default:
+			what += " " + sm.Schedule
 		}
 	}
 	gen := time.Since(t0)
