@@ -214,8 +214,7 @@ const refTol = 1e-4
 
 // buildRefScheduler makes the scheduler of a case from its stored config
 // (all keys honored: FromJSON rejects any it does not know) and step kwargs.
-// ok is false for classes not implemented yet.
-func buildRefScheduler(t *testing.T, c refCase) (s Scheduler, ok bool) {
+func buildRefScheduler(t *testing.T, c refCase) Scheduler {
 	t.Helper()
 	cfg := map[string]json.RawMessage{}
 	for k, v := range c.Config {
@@ -224,32 +223,61 @@ func buildRefScheduler(t *testing.T, c refCase) (s Scheduler, ok bool) {
 	cls, _ := json.Marshal(c.Class)
 	cfg["_class_name"] = cls
 	raw, _ := json.Marshal(cfg)
-	switch c.Class {
-	case "DDPMScheduler", "DDIMScheduler":
-	default:
-		return nil, false
-	}
 	s, err := FromJSON(raw)
 	if err != nil {
 		t.Fatalf("config of %s: %v", c.Name, err)
 	}
 	for k, v := range c.StepKwargs {
-		ddim, isDDIM := s.(*DDIM)
-		switch {
-		case k == "eta" && isDDIM:
-			if err := json.Unmarshal(v, &ddim.Eta); err != nil {
-				t.Fatalf("step kwarg eta: %v", err)
+		var dst any
+		switch s := s.(type) {
+		case *DDIM:
+			switch k {
+			case "eta":
+				dst = &s.Eta
+			case "use_clipped_model_output":
+				dst = &s.UseClippedModelOutput
 			}
-		case k == "use_clipped_model_output" && isDDIM:
-			if err := json.Unmarshal(v, &ddim.UseClippedModelOutput); err != nil {
-				t.Fatalf("step kwarg %s: %v", k, err)
+		case *Euler:
+			switch k {
+			case "s_churn":
+				dst = &s.SChurn
+			case "s_tmin":
+				dst = &s.STmin
+			case "s_tmax":
+				dst = &s.STmax
+			case "s_noise":
+				dst = &s.SNoise
 			}
-		default:
+		case *LMS:
+			if k == "order" {
+				dst = &s.Order
+			}
+		}
+		if dst == nil {
 			t.Fatalf("step kwarg %s=%s not supported for %s", k, v, c.Class)
 		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			t.Fatalf("step kwarg %s: %v", k, err)
+		}
 	}
-	return s, true
+	return s
 }
+
+// realTimesteps returns s's timesteps as the model sees them: the real
+// values of a RealTimesteps scheduler, else the integers.
+func realTimesteps(s Scheduler) []float64 {
+	if r, ok := s.(RealTimesteps); ok {
+		return r.TimestepValues()
+	}
+	var out []float64
+	for _, t := range s.Timesteps() {
+		out = append(out, float64(t))
+	}
+	return out
+}
+
+// relClose reports |a−b| ≤ tol·max(1, |b|).
+func relClose(a, b, tol float64) bool { return math.Abs(a-b) <= tol*max(1, math.Abs(b)) }
 
 func TestDiffusersSchedulerReference(t *testing.T) {
 	f := loadRef(t)
@@ -259,33 +287,33 @@ func TestDiffusersSchedulerReference(t *testing.T) {
 	model := newEpsModel(f)
 	for _, c := range f.Schedulers {
 		t.Run(c.Name, func(t *testing.T) {
-			s, ok := buildRefScheduler(t, c)
-			if !ok {
-				t.Skipf("scheduler class %s not implemented yet", c.Class)
-			}
+			s := buildRefScheduler(t, c)
 			if err := s.SetTimesteps(c.NumInferenceSteps); err != nil {
 				t.Fatal(err)
 			}
-			wantTS := make([]int, len(c.Timesteps))
+			tv := realTimesteps(s)
+			if len(tv) != len(c.Timesteps) || len(s.Timesteps()) != len(tv) {
+				t.Fatalf("%d timesteps (%d real), want %d", len(s.Timesteps()), len(tv), len(c.Timesteps))
+			}
 			for i, v := range c.Timesteps {
-				wantTS[i] = int(v)
+				// Real timesteps are float32 values computed from float32 σ.
+				if !relClose(tv[i], v, 1e-6) || s.Timesteps()[i] != int(math.Round(v)) {
+					t.Fatalf("timestep %d: %d (%v), want %v\ngot  %v\nwant %v", i, s.Timesteps()[i], tv[i], v, tv, c.Timesteps)
+				}
 			}
-			if !slices.Equal(s.Timesteps(), wantTS) {
-				t.Fatalf("timesteps %v, want %v", s.Timesteps(), wantTS)
-			}
-			if s.InitNoiseSigma() != c.InitNoiseSigma {
+			if !relClose(s.InitNoiseSigma(), c.InitNoiseSigma, 1e-6) {
 				t.Fatalf("init_noise_sigma %g, want %g", s.InitNoiseSigma(), c.InitNoiseSigma)
 			}
-			if len(c.Steps) != len(wantTS) {
-				t.Fatalf("%d steps recorded for %d timesteps", len(c.Steps), len(wantTS))
+			if len(c.Steps) != len(tv) {
+				t.Fatalf("%d steps recorded for %d timesteps", len(c.Steps), len(tv))
 			}
 
 			shape := []int{f.B, f.D}
 			xT := f.XT.flat()
 			for i := range xT {
-				xT[i] *= c.InitNoiseSigma
+				xT[i] *= s.InitNoiseSigma()
 			}
-			if d := relDiff(to32(xT), c.XInit.flat()); d > 1e-7 {
+			if d := relDiff(to32(xT), c.XInit.flat()); d > 1e-6 {
 				t.Fatalf("x_init differs from x_T·init_noise_sigma by %g", d)
 			}
 			x := tensor.FromSlice(to32(xT), shape...)
@@ -295,14 +323,18 @@ func TestDiffusersSchedulerReference(t *testing.T) {
 			worstAt := -1
 			for i, st := range c.Steps {
 				ti := s.Timesteps()[i]
-				if float64(ti) != st.T {
-					t.Fatalf("step %d: timestep %d, reference %g", i, ti, st.T)
+				if !relClose(tv[i], st.T, 1e-6) {
+					t.Fatalf("step %d: timestep %v, reference %g", i, tv[i], st.T)
 				}
 				in := s.ScaleModelInput(x, ti)
-				if st.Scale != 1 || relDiff(in.Data(), to64(x.Data())) != 0 {
-					t.Fatalf("step %d: scale_model_input should be the identity (reference scale %g)", i, st.Scale)
+				want := to64(x.Data())
+				for k := range want {
+					want[k] *= st.Scale
 				}
-				epsv := to32(model.eps(to64(in.Data()), float64(ti)))
+				if d := relDiff(in.Data(), want); d > 1e-6 {
+					t.Fatalf("step %d: scale_model_input differs from x·%g by %g", i, st.Scale, d)
+				}
+				epsv := to32(model.eps(to64(in.Data()), tv[i]))
 				worstEps = max(worstEps, relDiff(epsv, st.Eps.flat()))
 				out := tensor.FromSlice(epsv, shape...)
 				drawn := 0
@@ -329,13 +361,11 @@ func TestDiffusersSchedulerReference(t *testing.T) {
 					worst, worstAt = d, i
 				}
 				if st.PredOriginalSample != nil {
-					var pred *tensor.Tensor
-					switch s := s.(type) {
-					case *DDPM:
-						pred = s.PredOriginalSample()
-					case *DDIM:
-						pred = s.PredOriginalSample()
+					p, ok := s.(interface{ PredOriginalSample() *tensor.Tensor })
+					if !ok {
+						t.Fatalf("%T records pred_original_sample in diffusers but has no PredOriginalSample", s)
 					}
+					pred := p.PredOriginalSample()
 					worstX0 = max(worstX0, relDiff(pred.Data(), st.PredOriginalSample.flat()))
 				}
 				x = next

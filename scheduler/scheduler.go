@@ -58,6 +58,21 @@ type Scheduler interface {
 	Step(modelOut *tensor.Tensor, t int, x *tensor.Tensor, noise NoiseFunc) (*tensor.Tensor, error)
 }
 
+// RealTimesteps is implemented by the schedulers whose timesteps are real
+// numbers: diffusers' σ-space schedulers (Euler, Euler ancestral, LMS,
+// Heun) hand out t such as 946.42 (linspace spacing) or the t of a Karras
+// σ. Their Timesteps() are these values rounded to the nearest integer,
+// which ScaleModelInput and Step take to find their place; the denoiser
+// should be evaluated at the real value TimestepValues()[i] of step i, as
+// in diffusers (an integer t changes the model input slightly, not the
+// scheduler's arithmetic).
+type RealTimesteps interface {
+	Scheduler
+	// TimestepValues returns the real inference timesteps, in the order and
+	// with the length of Timesteps(). The caller must not modify the slice.
+	TimestepValues() []float64
+}
+
 // Timestep spacings (diffusers' timestep_spacing), see SpacedTimesteps.
 const (
 	Leading  = "leading"
@@ -235,11 +250,14 @@ func batchDims(x *tensor.Tensor) (int, int, error) {
 }
 
 // FromJSON builds a scheduler from a diffusers scheduler_config.json: its
-// "_class_name" picks the scheduler (DDPMScheduler or DDIMScheduler), keys
-// it does not give keep diffusers' defaults. Keys starting with "_" are
-// metadata and ignored; any other key the scheduler does not know is an
-// error, so that no setting is silently dropped.
+// "_class_name" picks the scheduler (see schedulerClasses), keys it does not
+// give keep diffusers' defaults. Keys starting with "_" are metadata and
+// ignored; any other key the scheduler does not know is an error, so that
+// no setting is silently dropped. Python's non-finite JSON numbers
+// (-Infinity, Infinity, NaN, as diffusers writes lambda_min_clipped) are
+// accepted.
 func FromJSON(data []byte) (Scheduler, error) {
+	data = quoteNonFinite(data)
 	var head struct {
 		Class string `json:"_class_name"`
 	}
@@ -248,19 +266,132 @@ func FromJSON(data []byte) (Scheduler, error) {
 	}
 	switch head.Class {
 	case "DDPMScheduler":
-		c := DefaultDDPMConfig()
-		if err := decodeStrict(data, &c); err != nil {
-			return nil, err
-		}
-		return NewDDPM(c)
+		return decodeBuild(data, DefaultDDPMConfig(), NewDDPM)
 	case "DDIMScheduler":
-		c := DefaultDDIMConfig()
-		if err := decodeStrict(data, &c); err != nil {
-			return nil, err
-		}
-		return NewDDIM(c)
+		return decodeBuild(data, DefaultDDIMConfig(), NewDDIM)
+	case "PNDMScheduler":
+		return decodeBuild(data, DefaultPNDMConfig(), NewPNDM)
+	case "EulerDiscreteScheduler":
+		return decodeBuild(data, DefaultEulerConfig(), NewEuler)
+	case "EulerAncestralDiscreteScheduler":
+		return decodeBuild(data, DefaultEulerAncestralConfig(), NewEulerAncestral)
+	case "DPMSolverMultistepScheduler":
+		return decodeBuild(data, DefaultDPMSolverConfig(), NewDPMSolver)
+	case "UniPCMultistepScheduler":
+		return decodeBuild(data, DefaultUniPCConfig(), NewUniPC)
+	case "LMSDiscreteScheduler":
+		return decodeBuild(data, DefaultLMSConfig(), NewLMS)
+	case "HeunDiscreteScheduler":
+		return decodeBuild(data, DefaultHeunConfig(), NewHeun)
 	}
-	return nil, fmt.Errorf("scheduler: config: unsupported _class_name %q (supported: DDPMScheduler, DDIMScheduler)", head.Class)
+	return nil, fmt.Errorf("scheduler: config: unsupported _class_name %q (supported: %s)", head.Class, strings.Join(schedulerClasses, ", "))
+}
+
+// schedulerClasses are the diffusers classes FromJSON reads.
+var schedulerClasses = []string{
+	"DDPMScheduler", "DDIMScheduler", "PNDMScheduler", "EulerDiscreteScheduler",
+	"EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler", "UniPCMultistepScheduler",
+	"LMSDiscreteScheduler", "HeunDiscreteScheduler",
+}
+
+// decodeBuild decodes data over the defaults c and builds the scheduler.
+func decodeBuild[C any, S Scheduler](data []byte, c C, build func(C) (S, error)) (Scheduler, error) {
+	if err := decodeStrict(data, &c); err != nil {
+		return nil, err
+	}
+	s, err := build(c)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// quoteNonFinite turns the bare tokens NaN, Infinity and -Infinity that
+// Python's json module writes (outside strings) into the strings "nan",
+// "inf" and "-inf", which JSONFloat reads.
+func quoteNonFinite(data []byte) []byte {
+	var out []byte
+	inStr, esc := false, false
+	for i := 0; i < len(data); i++ {
+		c := data[i]
+		if inStr {
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+			out = append(out, c)
+			continue
+		}
+		if c == '"' {
+			inStr = true
+			out = append(out, c)
+			continue
+		}
+		replaced := false
+		for _, tok := range []struct{ from, to string }{{"-Infinity", `"-inf"`}, {"Infinity", `"inf"`}, {"NaN", `"nan"`}} {
+			if strings.HasPrefix(string(data[i:min(i+len(tok.from), len(data))]), tok.from) {
+				out = append(out, tok.to...)
+				i += len(tok.from) - 1
+				replaced = true
+				break
+			}
+		}
+		if !replaced {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// JSONFloat is a float64 config value that may be non-finite (diffusers'
+// lambda_min_clipped defaults to −∞). It reads JSON numbers and the
+// strings "inf", "-inf", "nan" (also "Infinity", "-Infinity", "NaN"), and
+// writes non-finite values as those strings.
+type JSONFloat float64
+
+// MarshalJSON writes f as a number, or "inf", "-inf", "nan".
+func (f JSONFloat) MarshalJSON() ([]byte, error) {
+	v := float64(f)
+	switch {
+	case math.IsInf(v, 1):
+		return []byte(`"inf"`), nil
+	case math.IsInf(v, -1):
+		return []byte(`"-inf"`), nil
+	case math.IsNaN(v):
+		return []byte(`"nan"`), nil
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalJSON reads a number or one of the non-finite strings.
+func (f *JSONFloat) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		switch strings.ToLower(s) {
+		case "inf", "+inf", "infinity":
+			*f = JSONFloat(math.Inf(1))
+		case "-inf", "-infinity":
+			*f = JSONFloat(math.Inf(-1))
+		case "nan":
+			*f = JSONFloat(math.NaN())
+		default:
+			return fmt.Errorf("scheduler: config: %q is not a number", s)
+		}
+		return nil
+	}
+	var v float64
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*f = JSONFloat(v)
+	return nil
 }
 
 // decodeStrict unmarshals data over dst (keeping dst's values for absent
@@ -303,6 +434,20 @@ func MarshalConfig(s Scheduler) ([]byte, error) {
 		class, cfg = "DDPMScheduler", s.cfg
 	case *DDIM:
 		class, cfg = "DDIMScheduler", s.cfg
+	case *PNDM:
+		class, cfg = "PNDMScheduler", s.cfg
+	case *Euler:
+		class, cfg = "EulerDiscreteScheduler", s.cfg
+	case *EulerAncestral:
+		class, cfg = "EulerAncestralDiscreteScheduler", s.cfg
+	case *DPMSolver:
+		class, cfg = "DPMSolverMultistepScheduler", s.cfg
+	case *UniPC:
+		class, cfg = "UniPCMultistepScheduler", s.cfg
+	case *LMS:
+		class, cfg = "LMSDiscreteScheduler", s.cfg
+	case *Heun:
+		class, cfg = "HeunDiscreteScheduler", s.cfg
 	default:
 		return nil, fmt.Errorf("scheduler: MarshalConfig: unsupported scheduler %T", s)
 	}

@@ -127,7 +127,7 @@ func TestConfigJSONRoundTrip(t *testing.T) {
 	}
 	for _, c := range []struct{ json, want string }{
 		{`{"_class_name":"DDIMScheduler","skip_prk_steps":true}`, "unsupported keys skip_prk_steps"},
-		{`{"_class_name":"PNDMScheduler"}`, `unsupported _class_name "PNDMScheduler"`},
+		{`{"_class_name":"KarrasVeScheduler"}`, `unsupported _class_name "KarrasVeScheduler"`},
 		{`{"_class_name":"DDIMScheduler","beta_schedule":"exp"}`, `unknown beta schedule "exp"`},
 		{`{"_class_name":"DDIMScheduler","prediction_type":"noise"}`, `unknown prediction type "noise"`},
 		{`{"_class_name":"DDPMScheduler","variance_type":"fixed_large_log"}`, "fixed_large_log is not supported"},
