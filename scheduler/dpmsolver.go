@@ -231,7 +231,9 @@ func to64s(v []float32) []float64 {
 //	          x_{i+1} = (σ_{t,i+1}/σ_{t,i}) x_i − α_{i+1}(e^{−h} − 1)(D0 + D1/2)
 //
 // with diffusers' heun, third-order, DPM-Solver (ε) and SDE variants (the
-// SDE ones draw noise once per step). The first step is first order, as is
+// SDE ones draw noise once per step). A step of length 0 (h = 0: a Karras
+// schedule ending at σ_min with final_sigmas_type sigma_min) keeps x, where
+// diffusers' higher-order formulas give 0/0. The first step is first order, as is
 // the last with final σ 0 (and the last two with fewer than 15 steps and
 // LowerOrderFinal). The scheduler keeps the last model outputs and a step
 // index (see Step).
@@ -464,6 +466,12 @@ func (d *DPMSolver) update(order, i int, xs []float32, z []float32) []float32 {
 	alphaT, sigmaT, lambdaT := vpSigma(d.sigmas[i+1])
 	alphaS0, sigmaS0, lambdaS0 := vpSigma(d.sigmas[i])
 	h := lambdaT - lambdaS0
+	if h == 0 {
+		// A step of length 0 (a Karras/exponential schedule ending at
+		// σ_min with final_sigmas_type sigma_min): x stays, which is what
+		// diffusers gets where it does not divide 0 by 0.
+		return slices.Clone(xs)
+	}
 	L := len(d.outs)
 	m0 := d.outs[L-1]
 	// Coefficients of x, D0, D1, D2 and z.

@@ -115,6 +115,16 @@ func (tb sigmaTables) realSchedule(sc sigmaConfig, spacing string, n, offset int
 	return ts, sigmas, nil
 }
 
+// fullSchedule is the σ-space constructors' initial schedule (diffusers'
+// __init__): all T timesteps T−1, …, 0 with the training σ and a final 0.
+func (tb sigmaTables) fullSchedule() (ts, sigmas []float64) {
+	for t := len(tb.trainSig) - 1; t >= 0; t-- {
+		ts = append(ts, float64(t))
+		sigmas = append(sigmas, tb.trainSig[t])
+	}
+	return ts, append(sigmas, 0)
+}
+
 // initSigma is the σ-space init_noise_sigma: max σ for linspace and
 // trailing spacing, √(max σ² + 1) otherwise (float32).
 func initSigma(sigmas []float64, spacing string) float64 {
@@ -181,7 +191,7 @@ type Euler struct {
 }
 
 // NewEuler validates c and returns its scheduler, with all T training
-// timesteps set (as diffusers' constructor does).
+// timesteps T−1, …, 0 and their σ set (as diffusers' constructor does).
 func NewEuler(c EulerConfig) (*Euler, error) {
 	if err := c.PredictionType.Validate(); err != nil {
 		return nil, err
@@ -213,9 +223,8 @@ func NewEuler(c EulerConfig) (*Euler, error) {
 		return nil, err
 	}
 	e := &Euler{STmax: math.Inf(1), SNoise: 1, cfg: c, tb: tb, sc: sc}
-	if err := e.SetTimesteps(c.NumTrainTimesteps); err != nil {
-		return nil, err
-	}
+	e.tv, e.sigmas = tb.fullSchedule()
+	e.cur.reset(roundTimesteps(e.tv))
 	return e, nil
 }
 

@@ -52,7 +52,7 @@ type EulerAncestral struct {
 }
 
 // NewEulerAncestral validates c and returns its scheduler, with all T
-// training timesteps set.
+// training timesteps and their σ set.
 func NewEulerAncestral(c EulerAncestralConfig) (*EulerAncestral, error) {
 	if err := c.PredictionType.Validate(); err != nil {
 		return nil, err
@@ -68,9 +68,8 @@ func NewEulerAncestral(c EulerAncestralConfig) (*EulerAncestral, error) {
 		return nil, err
 	}
 	e := &EulerAncestral{cfg: c, tb: tb}
-	if err := e.SetTimesteps(c.NumTrainTimesteps); err != nil {
-		return nil, err
-	}
+	e.tv, e.sigmas = tb.fullSchedule()
+	e.cur.reset(roundTimesteps(e.tv))
 	return e, nil
 }
 

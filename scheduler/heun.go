@@ -65,7 +65,7 @@ type Heun struct {
 }
 
 // NewHeun validates c and returns its scheduler, with all T training
-// timesteps set.
+// timesteps and their σ set.
 func NewHeun(c HeunConfig) (*Heun, error) {
 	if err := c.PredictionType.Validate(); err != nil {
 		return nil, err
@@ -85,9 +85,7 @@ func NewHeun(c HeunConfig) (*Heun, error) {
 		return nil, err
 	}
 	h := &Heun{cfg: c, tb: tb, sc: sc}
-	if err := h.SetTimesteps(c.NumTrainTimesteps); err != nil {
-		return nil, err
-	}
+	h.install(tb.fullSchedule())
 	return h, nil
 }
 
@@ -104,6 +102,13 @@ func (h *Heun) SetTimesteps(n int) error {
 	if err != nil {
 		return err
 	}
+	h.install(tv, sig)
+	return nil
+}
+
+// install doubles the inner timesteps and σ of a schedule (n timesteps,
+// n+1 σ) and resets the state and the step index.
+func (h *Heun) install(tv, sig []float64) {
 	h.tv = []float64{tv[0]}
 	for _, t := range tv[1:] {
 		h.tv = append(h.tv, t, t)
@@ -115,7 +120,6 @@ func (h *Heun) SetTimesteps(n int) error {
 	h.sigmas = append(h.sigmas, sig[len(sig)-1])
 	h.cur.reset(roundTimesteps(h.tv))
 	h.clear()
-	return nil
 }
 
 func (h *Heun) clear() {

@@ -61,7 +61,7 @@ type LMS struct {
 }
 
 // NewLMS validates c and returns its scheduler (order 4), with all T
-// training timesteps set.
+// training timesteps and their σ set.
 func NewLMS(c LMSConfig) (*LMS, error) {
 	if err := c.PredictionType.Validate(); err != nil {
 		return nil, err
@@ -78,9 +78,8 @@ func NewLMS(c LMSConfig) (*LMS, error) {
 		return nil, err
 	}
 	l := &LMS{Order: 4, cfg: c, tb: tb, sc: sc}
-	if err := l.SetTimesteps(c.NumTrainTimesteps); err != nil {
-		return nil, err
-	}
+	l.tv, l.sigmas = tb.fullSchedule()
+	l.cur.reset(roundTimesteps(l.tv))
 	return l, nil
 }
 

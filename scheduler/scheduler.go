@@ -3,7 +3,17 @@
 // x at the previous (less noisy) timestep. One scheduler per file, all with
 // the Scheduler protocol, each with a Config that serializes to JSON with
 // diffusers' field names (FromJSON and MarshalConfig read and write
-// diffusers' scheduler_config.json files).
+// diffusers' scheduler_config.json files):
+//
+//	DDPM            DDPMScheduler                    ancestral sampling (Ho et al.)
+//	DDIM            DDIMScheduler                    η-DDIM (Song et al.)
+//	PNDM            PNDMScheduler                    PRK/PLMS (Liu et al.)
+//	Euler           EulerDiscreteScheduler           Karras et al. Alg. 2, Karras σ
+//	EulerAncestral  EulerAncestralDiscreteScheduler  k-diffusion's ancestral Euler
+//	DPMSolver       DPMSolverMultistepScheduler      DPM-Solver(++) 1–3M, SDE variants
+//	UniPC           UniPCMultistepScheduler          UniP/UniC predictor-corrector
+//	LMS             LMSDiscreteScheduler             linear multistep in σ
+//	Heun            HeunDiscreteScheduler            Karras et al. Alg. 1 (2 calls a step)
 //
 // A sampling loop:
 //
@@ -15,10 +25,23 @@
 //		x, err = s.Step(out, t, x, noise)
 //	}
 //
+// Every entry of Timesteps() is one model call and one Step: Heun's list
+// has its inner timesteps twice and PNDM's repeats one (PLMS) or several
+// (PRK). The σ-space schedulers (Euler, Euler ancestral, LMS, Heun) have
+// real timesteps such as 946.42; they implement RealTimesteps, whose
+// TimestepValues() the model should be given (Timesteps() are these values
+// rounded). Schedulers that keep state between steps (the multistep ones,
+// Heun, and every σ-space one through diffusers' step index) find their
+// place from t at the first Step after SetTimesteps, then expect the
+// timesteps in order; a t after the last step starts again, so one
+// scheduler can sample several batches.
+//
 // The schedulers reproduce diffusers (commit 58eb52c) step for step: the
 // reference test replays diffusers' recorded trajectories. Coefficients and
-// the per-element arithmetic are float64; samples are float32 tensors
-// (diffusers keeps float32 ᾱ tables, ours are float64: see package schedule).
+// the per-element arithmetic are float64; samples are float32 tensors.
+// DDPM and DDIM use float64 ᾱ tables (see package schedule); the others use
+// diffusers' float32 ᾱ and σ tables, since their timesteps and σ schedules
+// (interpolated, Karras) are computed from them.
 package scheduler
 
 import (

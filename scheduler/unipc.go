@@ -320,7 +320,15 @@ func (u *UniPC) predict(x []float64, i, order int) []float32 {
 	for k := 1; k < order; k++ {
 		idx = append(idx, i-k)
 	}
-	rks, _, hPhi1, bh, b := u.bhCoefficients(i, i+1, idx, order)
+	rks, h, hPhi1, bh, b := u.bhCoefficients(i, i+1, idx, order)
+	if h == 0 {
+		// A step of length 0 (see DPMSolver): x stays.
+		res := make([]float32, len(x))
+		for k, v := range x {
+			res[k] = float32(v)
+		}
+		return res
+	}
 	var rhos []float64
 	switch {
 	case order == 2:
@@ -339,9 +347,19 @@ func (u *UniPC) predict(x []float64, i, order int) []float32 {
 		}
 		var y float64
 		if u.cfg.PredictX0 {
-			y = sigmaT/sigmaS*xv - alphaT*hPhi1*m0[k] - alphaT*bh*pred
+			y = sigmaT/sigmaS*xv - alphaT*hPhi1*m0[k]
 		} else {
-			y = alphaT/alphaS*xv - sigmaT*hPhi1*m0[k] - sigmaT*bh*pred
+			y = alphaT/alphaS*xv - sigmaT*hPhi1*m0[k]
+		}
+		// Without earlier outputs (order 1) there is no residual term:
+		// diffusers multiplies B(h) by 0, which is NaN for bh1 into σ = 0
+		// (B(h) = −∞); the term is 0 wherever diffusers is finite.
+		if len(rhos) > 0 {
+			if u.cfg.PredictX0 {
+				y -= alphaT * bh * pred
+			} else {
+				y -= sigmaT * bh * pred
+			}
 		}
 		res[k] = float32(y)
 	}
