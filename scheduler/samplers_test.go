@@ -618,3 +618,57 @@ func TestSamplerConfigJSONRoundTrip(t *testing.T) {
 		t.Errorf("quoteNonFinite: %s", got)
 	}
 }
+
+// The SDE variants of DPM-Solver draw noise once per step, and their noise
+// enters with σ_t√(1−e^{−2h}) (dpmsolver++) or σ_t√(e^{2h}−1) (dpmsolver).
+func TestDPMSolverSDENoise(t *testing.T) {
+	for _, js := range []string{
+		`{"_class_name":"DPMSolverMultistepScheduler","algorithm_type":"sde-dpmsolver++","solver_order":3}`,
+		`{"_class_name":"DPMSolverMultistepScheduler","algorithm_type":"sde-dpmsolver","final_sigmas_type":"sigma_min","solver_type":"heun"}`,
+	} {
+		d := mustFromJSON(t, js).(*DPMSolver)
+		_ = d.SetTimesteps(5)
+		x := tensor.FromSlice([]float32{0.5, -1}, 1, 2)
+		eps := tensor.FromSlice([]float32{0.1, 0.2}, 1, 2)
+		draws := 0
+		for i, tt := range d.Timesteps() {
+			// The first step with z = 0 and z = 1 differs by the noise coefficient.
+			if i == 0 {
+				d2 := mustFromJSON(t, js).(*DPMSolver)
+				_ = d2.SetTimesteps(5)
+				a, _ := d2.Step(eps, tt, x, func(sh []int) *tensor.Tensor { return tensor.New(sh...) })
+				_ = d2.SetTimesteps(5)
+				b, _ := d2.Step(eps, tt, x, func(sh []int) *tensor.Tensor { return tensor.FromSlice([]float32{1, 1}, sh...) })
+				_, st, lt := vpSigma(d.Sigmas()[1])
+				_, _, ls := vpSigma(d.Sigmas()[0])
+				h := lt - ls
+				want := st * math.Sqrt(1-math.Exp(-2*h))
+				if d.Config().AlgorithmType == SDEDPMSolver {
+					want = st * math.Sqrt(math.Exp(2*h)-1)
+				}
+				if got := float64(b.Data()[0] - a.Data()[0]); math.Abs(got-want) > 1e-5*max(1, want) {
+					t.Errorf("%s: noise coefficient %g, want %g", js, got, want)
+				}
+			}
+			var err error
+			x, err = d.Step(eps, tt, x, func(sh []int) *tensor.Tensor {
+				draws++
+				return tensor.FromSlice([]float32{0.3, -0.7}, sh...)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if draws != 5 {
+			t.Errorf("%s: %d noise draws for 5 steps", js, draws)
+		}
+		for _, v := range x.Data() {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				t.Errorf("%s: non-finite result %v", js, x.Data())
+			}
+		}
+		if _, err := d.Step(eps, d.Timesteps()[0], x, nil); err == nil || !strings.Contains(err.Error(), "noise function is nil") {
+			t.Errorf("%s without noise: %v", js, err)
+		}
+	}
+}
