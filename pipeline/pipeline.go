@@ -57,9 +57,16 @@ func Generate(net model.Network, spec model.Spec, s scheduler.Scheduler, o Optio
 		x := normal([]int{b, spec.Channels, spec.Size, spec.Size})
 		tensor.CPU.Scale(x, x, float32(s.InitNoiseSigma()))
 		tf := make([]float32, b)
-		for _, t := range ts {
+		var real []float64
+		if r, ok := s.(scheduler.RealTimesteps); ok {
+			real = r.TimestepValues() // σ-space schedulers: give the network the exact t
+		}
+		for k, t := range ts {
 			for i := range tf {
 				tf[i] = float32(t)
+				if real != nil {
+					tf[i] = float32(real[k])
+				}
 			}
 			in := s.ScaleModelInput(x, t)
 			var eps *tensor.Tensor
