@@ -19,11 +19,12 @@ import (
 type gauss struct {
 	mu, lam []float64
 	q       [][]float64 // q[i][k]: component i of eigenvector k
+	iso     bool        // Q = I (fast path of score)
 }
 
 func isoGauss(mu []float64, s float64) gauss {
 	d := len(mu)
-	g := gauss{mu: mu, lam: make([]float64, d), q: make([][]float64, d)}
+	g := gauss{mu: mu, lam: make([]float64, d), q: make([][]float64, d), iso: true}
 	for i := range g.q {
 		g.q[i] = make([]float64, d)
 		g.q[i][i] = 1
@@ -113,9 +114,19 @@ func (g gauss) score(s SDE) ScoreFunc {
 		out := tensor.New(x.Shape()...)
 		xd, od := x.Data(), out.Data()
 		c := make([]float64, d)
+		var m float64
+		var ev []float64
 		for r := 0; r < b; r++ {
-			m, ev := g.eig(s, t[r])
+			if r == 0 || t[r] != t[r-1] {
+				m, ev = g.eig(s, t[r])
+			}
 			row := xd[r*d : (r+1)*d]
+			if g.iso {
+				for i, v := range row {
+					od[r*d+i] = float32(-(float64(v) - m*g.mu[i]) / ev[i])
+				}
+				continue
+			}
 			for k := range c {
 				var a float64
 				for i := range row {
@@ -204,4 +215,39 @@ func moments(x *tensor.Tensor) (mean, variance []float64) {
 		}
 	}
 	return mean, variance
+}
+
+// flow maps x (one point) at time t0 along the exact probability-flow ODE
+// to time t1: x₁ = m₁·mu + Q·diag(√(ev₁/ev₀))·Qᵀ·(x − m₀·mu).
+func (g gauss) flow(s SDE, t0, t1 float64, x []float64) []float64 {
+	m0, ev0 := g.eig(s, t0)
+	m1, ev1 := g.eig(s, t1)
+	d := len(x)
+	out := make([]float64, d)
+	for i := range out {
+		out[i] = m1 * g.mu[i]
+	}
+	for k := 0; k < d; k++ {
+		var c float64
+		for i := range x {
+			c += g.q[i][k] * (x[i] - m0*g.mu[i])
+		}
+		c *= math.Sqrt(ev1[k] / ev0[k])
+		for i := range out {
+			out[i] += g.q[i][k] * c
+		}
+	}
+	return out
+}
+
+// procedureLogP is what LogLikelihood computes with the exact score and an
+// exact solver: log p_ε(x) with p_T replaced by the SDE's prior at the end
+// of the flow, log p_ε(x) + log prior(z) − log p_T(z), z the flow of x to T.
+func (g gauss) procedureLogP(s SDE, eps float64, x []float64) float64 {
+	z := g.flow(s, eps, s.T(), x)
+	zt := tensor.New(1, len(z))
+	for i, v := range z {
+		zt.Data()[i] = float32(v)
+	}
+	return g.logp(s, eps, x) + s.PriorLogP(zt)[0] - g.logp(s, s.T(), z)
 }

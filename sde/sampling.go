@@ -41,10 +41,7 @@ func EulerMaruyama(r Reverse, x *tensor.Tensor, t []float64, noise Noise) (*tens
 	if r.ProbabilityFlow {
 		return mean, mean, nil
 	}
-	c := make([]float64, len(t))
-	for i := range c {
-		c[i] = r.Diffusion(t[i]) * math.Sqrt(-dt)
-	}
+	c := perTime(t, func(t float64) float64 { return r.Diffusion(t) * math.Sqrt(-dt) })
 	return addNoise(mean, c, noise), mean, nil
 }
 
@@ -116,13 +113,12 @@ func batchMeanNorm(x *tensor.Tensor) float64 {
 // for SDEs implementing DiscreteAlpha (VP, SubVP), else 1.
 func Langevin(snr float64, steps int) Corrector {
 	return func(s SDE, score ScoreFunc, x *tensor.Tensor, t []float64, noise Noise) (*tensor.Tensor, *tensor.Tensor, error) {
-		alpha := make([]float64, len(t))
-		for i := range alpha {
-			alpha[i] = 1
+		alpha := perTime(t, func(t float64) float64 {
 			if da, ok := s.(DiscreteAlpha); ok {
-				alpha[i] = da.Alpha(t[i])
+				return da.Alpha(t)
 			}
-		}
+			return 1
+		})
 		mean := x
 		for k := 0; k < steps; k++ {
 			grad, err := callScore(score, x, t)

@@ -111,12 +111,13 @@ func EpsNetworkDiff(net model.Network, s SDE, labels Labels) DiffScore {
 	return func(g *autograd.Graph, x *autograd.Var, t []float64) *autograd.Var {
 		b, _ := checkBatch("EpsNetworkDiff", x.Value, t)
 		lab := make([]float32, b)
-		Bc := make([]float64, b)
 		for i := range lab {
 			lab[i] = labels(t[i])
-			_, std := s.Marginal(t[i])
-			Bc[i] = -1 / std
 		}
+		Bc := perTime(t, func(t float64) float64 {
+			_, std := s.Marginal(t)
+			return -1 / std
+		})
 		return linearOut(g, x, net.Forward(g, x, lab), nil, Bc)
 	}
 }

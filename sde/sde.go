@@ -164,6 +164,20 @@ func gaussianLogP(z *tensor.Tensor, s float64) []float64 {
 	return out
 }
 
+// perTime returns f(t[i]) for every i, evaluating f once per run of equal
+// times (samplers pass B equal times).
+func perTime(t []float64, f func(float64) float64) []float64 {
+	out := make([]float64, len(t))
+	for i, v := range t {
+		if i > 0 && v == t[i-1] {
+			out[i] = out[i-1]
+			continue
+		}
+		out[i] = f(v)
+	}
+	return out
+}
+
 // stepIndex is score_sde's timestep = (t·(N−1)/T).long(), clamped to [0, N).
 func stepIndex(t, T float64, n int) int {
 	i := int(math.Floor(t * float64(n-1) / T))
@@ -175,21 +189,13 @@ func stepIndex(t, T float64, n int) int {
 type linearDrift func(t float64) float64
 
 func (a linearDrift) drift(x *tensor.Tensor, t []float64) *tensor.Tensor {
-	b, _ := checkBatch("Drift", x, t)
-	c := make([]float64, b)
-	for i := range c {
-		c[i] = a(t[i])
-	}
-	return scaleRows(x, c)
+	checkBatch("Drift", x, t)
+	return scaleRows(x, perTime(t, a))
 }
 
 func (a linearDrift) driftVar(g *autograd.Graph, x *autograd.Var, t []float64) *autograd.Var {
-	b, _ := checkBatch("DriftVar", x.Value, t)
-	c := make([]float64, b)
-	for i := range c {
-		c[i] = a(t[i])
-	}
-	return scaleRowsVar(g, x, c)
+	checkBatch("DriftVar", x.Value, t)
+	return scaleRowsVar(g, x, perTime(t, a))
 }
 
 // VP is the variance-preserving SDE, the continuous limit of DDPM:
@@ -295,14 +301,9 @@ func (s *VP) Alpha(t float64) float64 { return 1 - s.DiscreteBeta(t) }
 // Discretize is the DDPM discretization: f = (√(1−β_i) − 1)·x, G = √β_i at
 // i = ⌊t·(N−1)⌋; dt is ignored (the table fixes the step to 1/N).
 func (s *VP) Discretize(x *tensor.Tensor, t []float64, dt float64) (*tensor.Tensor, []float64) {
-	b, _ := checkBatch("Discretize", x, t)
-	c := make([]float64, b)
-	G := make([]float64, b)
-	for i := range c {
-		beta := s.DiscreteBeta(t[i])
-		c[i] = math.Sqrt(1-beta) - 1
-		G[i] = math.Sqrt(beta)
-	}
+	checkBatch("Discretize", x, t)
+	c := perTime(t, func(t float64) float64 { return math.Sqrt(1-s.DiscreteBeta(t)) - 1 })
+	G := perTime(t, func(t float64) float64 { return math.Sqrt(s.DiscreteBeta(t)) })
 	return scaleRows(x, c), G
 }
 
@@ -377,11 +378,7 @@ func eulerMaruyamaDiscretize(s SDE, x *tensor.Tensor, t []float64, dt float64) (
 	for i := range fd {
 		fd[i] = float32(float64(fd[i]) * dt)
 	}
-	G := make([]float64, len(t))
-	for i := range G {
-		G[i] = s.Diffusion(t[i]) * math.Sqrt(dt)
-	}
-	return f, G
+	return f, perTime(t, func(t float64) float64 { return s.Diffusion(t) * math.Sqrt(dt) })
 }
 
 // VE is the variance-exploding SDE, the continuous limit of SMLD / NCSN:
@@ -464,17 +461,16 @@ func (s *VE) DiscreteSigma(i int) float64 {
 // Discretize is the SMLD discretization: f = 0, G = √(σ_i² − σ_{i−1}²) at
 // i = ⌊t·(N−1)⌋ (σ_{−1} = 0); dt is ignored.
 func (s *VE) Discretize(x *tensor.Tensor, t []float64, dt float64) (*tensor.Tensor, []float64) {
-	b, _ := checkBatch("Discretize", x, t)
-	G := make([]float64, b)
-	for k := range G {
-		i := stepIndex(t[k], s.T(), s.N)
+	checkBatch("Discretize", x, t)
+	G := perTime(t, func(t float64) float64 {
+		i := stepIndex(t, s.T(), s.N)
 		sig := s.DiscreteSigma(i)
 		adj := 0.0
 		if i > 0 {
 			adj = s.DiscreteSigma(i - 1)
 		}
-		G[k] = math.Sqrt(sig*sig - adj*adj)
-	}
+		return math.Sqrt(sig*sig - adj*adj)
+	})
 	return tensor.New(x.Shape()...), G
 }
 
@@ -512,11 +508,10 @@ func (r Reverse) Drift(x *tensor.Tensor, t []float64) (*tensor.Tensor, error) {
 		return nil, err
 	}
 	f := r.SDE.Drift(x, t)
-	c := make([]float64, len(t))
-	for i := range c {
-		g := r.SDE.Diffusion(t[i])
-		c[i] = -r.c() * g * g
-	}
+	c := perTime(t, func(t float64) float64 {
+		g := r.SDE.Diffusion(t)
+		return -r.c() * g * g
+	})
 	axpyRows(f, c, score)
 	return f, nil
 }
@@ -573,10 +568,9 @@ func ProbabilityFlowVar(s SDE, score DiffScore, g *autograd.Graph, x *autograd.V
 	if !tensor.SameShape(sc.Shape(), x.Shape()) {
 		panic(&tensor.ShapeError{Op: "ProbabilityFlowVar", Msg: fmt.Sprintf("score shape %v differs from x %v", sc.Shape(), x.Shape())})
 	}
-	c := make([]float64, len(t))
-	for i := range c {
-		gi := s.Diffusion(t[i])
-		c[i] = -0.5 * gi * gi
-	}
+	c := perTime(t, func(t float64) float64 {
+		gi := s.Diffusion(t)
+		return -0.5 * gi * gi
+	})
 	return g.Add(s.DriftVar(g, x, t), scaleRowsVar(g, sc, c))
 }
