@@ -103,7 +103,9 @@ func linearOut(g *autograd.Graph, x, out *autograd.Var, A, Bc []float64) *autogr
 // EpsNetworkDiff adapts a continuous-time ε-prediction network to a
 // DiffScore for SDE s: the network sees x unchanged at labels(t) (nil
 // means ContinuousLabels(s)) and the score is −ε̂/std(t), std from
-// s.Marginal (score_sde's get_score_fn, continuous=True).
+// s.Marginal (score_sde's get_score_fn, continuous=True). For LogLikelihood
+// the network's Forward must build its output from ops on g (as the
+// model.Network implementations do), so that gradients reach x.
 func EpsNetworkDiff(net model.Network, s SDE, labels Labels) DiffScore {
 	if labels == nil {
 		labels = ContinuousLabels(s)
@@ -143,7 +145,8 @@ func EpsNetworkScore(net model.Network, s SDE, labels Labels) ScoreFunc {
 // schedule linspace(1e-4, 0.02, 1000) for the default VP SDE), or
 // DiscreteDiff returns an error. x0- and v-prediction networks are
 // converted to ε̂ with the same ᾱ_i: ε̂ = (x − √ᾱ_i·x̂0)/√(1−ᾱ_i) and
-// ε̂ = √ᾱ_i·v̂ + √(1−ᾱ_i)·x.
+// ε̂ = √ᾱ_i·v̂ + √(1−ᾱ_i)·x. The result is differentiable in x when the
+// network's Forward records its ops on g (see EpsNetworkDiff).
 func DiscreteDiff(d *denoiser.Discrete, vp *VP) (DiffScore, error) {
 	if d == nil || vp == nil {
 		return nil, fmt.Errorf("sde: DiscreteDiff: nil denoiser or SDE")

@@ -19,7 +19,7 @@
 //   - N (SDE.Steps) is the number of discretization steps: the PC sampler
 //     runs N steps at t_i = linspace(T, ε, N)_i, and the VP and VE SDEs
 //     discretize with their N-step DDPM / SMLD tables.
-//   - Scores are ∇x log p_t(x) in the units of x (ScoreFunc); for exact
+//   - Scores are ∇x log p_t(x), in units of 1/x (ScoreFunc); for exact
 //     likelihoods they must be differentiable (DiffScore).
 //
 // Arithmetic is float64 per element; tensors are float32 at the boundaries
