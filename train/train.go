@@ -242,7 +242,7 @@ func Run(st *State, ds Dataset, o Options) error {
 		if cfg.ClipNorm > 0 {
 			optim.ClipGradNorm(params, cfg.ClipNorm)
 		}
-		lr := cfg.LR
+		lr := st.Config.LR
 		if cfg.Warmup > 0 && st.Step < cfg.Warmup {
 			lr = cfg.LR * float32(st.Step+1) / float32(cfg.Warmup)
 		}

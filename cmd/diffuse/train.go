@@ -59,6 +59,7 @@ Examples:
   diffuse train --prediction v_prediction --weighting min-snr --schedule cosine
   diffuse train --data ./my-faces --size 28 --channels 1 --out runs/faces
   diffuse train --out runs/mnist --resume --steps 10000   # continue and extend
+  diffuse train --out runs/mnist --resume --steps 12000 --lr 2e-4   # ... at a lower learning rate
 
 Flags:
 `)
@@ -80,6 +81,16 @@ Flags:
 		}
 		if set["steps"] {
 			st.Config.Steps = *steps
+		}
+		if set["lr"] {
+			// A lower learning rate for the rest of a run (fine-tuning);
+			// recorded in the config so the checkpoint says what was used last.
+			st.Config.LR = float32(*lr)
+		}
+		for _, name := range []string{"data", "arch", "batch", "prediction", "schedule", "seed", "size", "channels", "weighting", "zero-snr"} {
+			if set[name] {
+				return fmt.Errorf("--%s cannot change when resuming (the run's config fixes it); only --steps and --lr can", name)
+			}
 		}
 		fmt.Fprintf(stderr, "resuming %s at step %d of %d\n", ckpt, st.Step, st.Config.Steps)
 	} else {
