@@ -3,12 +3,9 @@ package train
 import (
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strconv"
-	"strings"
 
 	"github.com/diffuse-go/diffuse/autograd"
 	"github.com/diffuse-go/diffuse/model"
@@ -198,9 +195,4 @@ func Export(path string, st *State, half bool) error {
 	}
 	meta := map[string]string{"diffuse.format": FormatV1, "diffuse.config": string(cfg), "diffuse.step": strconv.Itoa(st.Step)}
 	return safetensors.WriteFile(path, ts, meta)
-}
-
-// errNotExist reports whether err means the file is missing.
-func errNotExist(err error) bool {
-	return errors.Is(err, os.ErrNotExist) || strings.Contains(fmt.Sprint(err), "no such file")
 }

@@ -11,7 +11,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -288,14 +287,6 @@ func nanError(step int, v float64, ckpt string) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", msg, ErrNaN)
-}
-
-// CheckpointDir makes sure the directory of path exists.
-func CheckpointDir(path string) error {
-	if path == "" {
-		return nil
-	}
-	return os.MkdirAll(filepath.Dir(path), 0o755)
 }
 
 // trimLog drops rows past step (and any partial last line) from a loss log,
