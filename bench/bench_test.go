@@ -4,8 +4,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-
-	"github.com/diffuse-go/diffuse/tensor"
 )
 
 func TestLossFalls(t *testing.T) {
@@ -56,5 +54,3 @@ func BenchmarkTrainStepB64(b *testing.B) {
 	}
 	b.ReportMetric(3*FwdFLOPs()*64*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
-
-var _ = tensor.CPU

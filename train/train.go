@@ -144,7 +144,7 @@ func Run(st *State, ds Dataset, o Options) error {
 	}
 	pred := schedule.PredictionType(cfg.Prediction)
 	if ds.Len() < 1 {
-		return errors.New("train: the dataset is empty")
+		return errors.New("train: the dataset is empty: point --data at MNIST or a folder with PNG/JPEG images")
 	}
 	var logw *csv.Writer
 	if o.LossCSV != "" {

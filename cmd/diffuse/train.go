@@ -141,7 +141,7 @@ Flags:
 	}
 	fmt.Fprintf(stderr, "training %s on %s (%d images) for %d steps at batch %d → %s\n", cfg.Model.Arch, cfg.Data, ds.Len(), cfg.Steps, cfg.Batch, *out)
 	bar := progress.New(stderr, cfg.Steps, "train")
-	bar.Set(st.Step)
+	bar.Resume(st.Step)
 	lossCSV := filepath.Join(*out, "loss.csv")
 	opts := train.Options{
 		Checkpoint: ckpt, CheckpointEvery: *ckptEvery, LossCSV: lossCSV,

@@ -57,6 +57,7 @@ type Bar struct {
 	rate       float64 // moving average, items per second; 0 until sampled
 	sampleT    time.Time
 	sampleDone int
+	base       int // items done before this bar started (Resume), excluded from rates
 	lastDraw   time.Time
 	drawn      bool
 	lastLog    int // last 5% step logged (non-terminal output)
@@ -118,6 +119,17 @@ func (b *Bar) Add(n int, fields ...Field) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.set(b.done+n, fields)
+}
+
+// Resume marks done items as finished before the bar started (a resumed
+// run): they count towards the fraction but not towards the rate or ETA.
+func (b *Bar) Resume(done int) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.base, b.done, b.sampleDone = done, done, done
 }
 
 func (b *Bar) set(done int, fields []Field) {
@@ -213,7 +225,7 @@ func (b *Bar) line(now time.Time, final bool) string {
 	}
 	rate := b.rate
 	if final && elapsed > 0 {
-		rate = float64(b.done) / elapsed.Seconds()
+		rate = float64(b.done-b.base) / elapsed.Seconds()
 	}
 	s.WriteString(" [" + clock(elapsed))
 	switch {

@@ -157,3 +157,17 @@ func TestTerminalDetection(t *testing.T) {
 		t.Fatal("a regular file counted as a terminal")
 	}
 }
+
+func TestResumeExcludesEarlierItemsFromRate(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Unix(0, 0)
+	b := New(&buf, 100, "train")
+	b.SetClock(func() time.Time { return now })
+	b.Resume(50)
+	now = now.Add(10 * time.Second)
+	b.Set(60)
+	b.Finish()
+	if out := buf.String(); !strings.Contains(out, "1.0 it/s") {
+		t.Fatalf("rate should count only the 10 items done after resuming:\n%s", out)
+	}
+}
