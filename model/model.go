@@ -22,6 +22,14 @@ type Network interface {
 	Forward(g *autograd.Graph, x *autograd.Var, t []float32) *autograd.Var
 }
 
+// Batched is implemented by networks whose conditioning varies per image
+// of a run (class labels, prompts, per-image guidance scales). The pipelines
+// call SetBatch(start, n) before denoising images [start, start+n) of the
+// run, so the network can pick those images' conditions.
+type Batched interface {
+	SetBatch(start, n int)
+}
+
 // Spec identifies an architecture and the image shape it works on.
 type Spec struct {
 	Arch     string `json:"arch"`

@@ -69,6 +69,9 @@ func GenerateK(net model.Network, cfg train.Config, ks KSampler, o Options) (*te
 	for b0 := 0; b0 < o.N; b0 += o.Batch {
 		b := min(o.Batch, o.N-b0)
 		x := tensor.New(b, spec.Channels, spec.Size, spec.Size)
+		if bn, ok := net.(model.Batched); ok {
+			bn.SetBatch(b0, b)
+		}
 		for i := range x.Data() {
 			x.Data()[i] = float32(rng.NormFloat64() * sigmas[0])
 		}

@@ -55,6 +55,9 @@ func Generate(net model.Network, spec model.Spec, s scheduler.Scheduler, o Optio
 	for b0 := 0; b0 < o.N; b0 += o.Batch {
 		b := min(o.Batch, o.N-b0)
 		x := normal([]int{b, spec.Channels, spec.Size, spec.Size})
+		if bn, ok := net.(model.Batched); ok {
+			bn.SetBatch(b0, b)
+		}
 		tensor.CPU.Scale(x, x, float32(s.InitNoiseSigma()))
 		tf := make([]float32, b)
 		var real []float64
