@@ -52,3 +52,16 @@ func (d *Dataset) Batch(idx []int, dst *tensor.Tensor) {
 		copy(out[j*per:(j+1)*per], src[i*per:(i+1)*per])
 	}
 }
+
+// BatchLabels writes the labels of the images at idx into dst (len(idx)
+// entries) and reports true, or reports false when the data set has no
+// labels. A call with empty idx only asks whether labels exist.
+func (d *Dataset) BatchLabels(idx, dst []int) bool {
+	if d.Labels == nil {
+		return false
+	}
+	for j, i := range idx {
+		dst[j] = d.Labels[i]
+	}
+	return true
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/diffuse-go/diffuse/autograd"
+	"github.com/diffuse-go/diffuse/model/cond"
 	"github.com/diffuse-go/diffuse/model/unet"
 	"github.com/diffuse-go/diffuse/nn"
 )
@@ -20,6 +21,19 @@ import (
 type Network interface {
 	nn.Module
 	Forward(g *autograd.Graph, x *autograd.Var, t []float32) *autograd.Var
+}
+
+// Cond is the conditioning of a batch: class labels, text tokens,
+// ControlNet residuals (see package cond).
+type Cond = cond.Cond
+
+// Conditional is a Network that also takes conditioning. Forward(g, x, t)
+// equals ForwardCond(g, x, t, nil): the unconditional prediction.
+type Conditional interface {
+	Network
+	ForwardCond(g *autograd.Graph, x *autograd.Var, t []float32, c *Cond) *autograd.Var
+	// Classes is the number of class labels (0: not class-conditional).
+	Classes() int
 }
 
 // Batched is implemented by networks whose conditioning varies per image
@@ -35,6 +49,9 @@ type Spec struct {
 	Arch     string `json:"arch"`
 	Channels int    `json:"channels"`
 	Size     int    `json:"size"`
+	// Classes > 0 makes the network class-conditional on labels
+	// 0..Classes-1 (plus a null label for classifier-free guidance).
+	Classes int `json:"classes,omitempty"`
 }
 
 type builder struct {
@@ -47,8 +64,14 @@ var registry = map[string]builder{
 		if s.Channels != 1 || s.Size != 28 {
 			return nil, fmt.Errorf("unet-s works on 1×28×28 images, not %d×%d×%d", s.Channels, s.Size, s.Size)
 		}
+		if s.Classes < 0 {
+			return nil, fmt.Errorf("unet-s: classes must be ≥ 0 (got %d)", s.Classes)
+		}
+		if s.Classes > 0 {
+			return unet.NewClassUNetS(rng, s.Classes), nil
+		}
 		return unet.NewUNetS(rng), nil
-	}, "the benchmark U-Net for 1×28×28 images (584k parameters)"},
+	}, "the benchmark U-Net for 1×28×28 images (584k parameters; with classes > 0 a label embedding is added to the time embedding)"},
 }
 
 // Archs lists the known architecture names with a one-line description.

@@ -96,3 +96,34 @@ func Load(path string, m Module) error {
 	}
 	return nil
 }
+
+// LoadPartial copies into m the parameters that f holds under prefix (as
+// LoadFrom does) and leaves the others as they are: it initializes a larger
+// network from a smaller one's weights, e.g. a class-conditional U-Net from
+// an unconditional one, whose extra layers keep their (zero) initialization.
+// It returns the names it left untouched; a tensor present with the wrong
+// shape is an error, and so is a file sharing no parameter with m.
+func LoadPartial(f *safetensors.File, m Module, prefix string) (kept []string, err error) {
+	loaded := 0
+	for _, p := range Parameters(m) {
+		name := Join(prefix, p.Name)
+		t, ok := f.Get(name)
+		if !ok {
+			kept = append(kept, p.Name)
+			continue
+		}
+		if err := checkName(name, p.Var.Value.Shape(), t.Shape); err != nil {
+			return nil, err
+		}
+		vals, err := t.Float32()
+		if err != nil {
+			return nil, fmt.Errorf("parameter %q: %w", name, err)
+		}
+		p.Var.Value.Backend().CopyFromHost(p.Var.Value, vals)
+		loaded++
+	}
+	if loaded == 0 {
+		return nil, fmt.Errorf("no parameter of this model is in the file (under prefix %q): is it a checkpoint of another architecture?", prefix)
+	}
+	return kept, nil
+}

@@ -17,8 +17,10 @@ import (
 
 	"github.com/diffuse-go/diffuse/autograd"
 	"github.com/diffuse-go/diffuse/model"
+	"github.com/diffuse-go/diffuse/model/cond"
 	"github.com/diffuse-go/diffuse/nn"
 	"github.com/diffuse-go/diffuse/optim"
+	"github.com/diffuse-go/diffuse/safetensors"
 	"github.com/diffuse-go/diffuse/schedule"
 	"github.com/diffuse-go/diffuse/tensor"
 )
@@ -45,6 +47,15 @@ type Config struct {
 	ClipNorm    float64    `json:"clip_grad_norm"` // 0: no clipping
 	EMADecay    float32    `json:"ema_decay"`
 	Seed        uint64     `json:"seed"`
+	// CondDropout is the probability that a class-conditional model sees
+	// the null label for an image during training (classifier-free
+	// guidance needs the unconditional branch trained too).
+	CondDropout float64 `json:"cond_dropout,omitempty"`
+	// InitFrom names a checkpoint or export whose (EMA) weights initialize
+	// the network's matching parameters (fine-tuning: e.g. a
+	// class-conditional U-Net from an unconditional one); "" starts from
+	// random weights.
+	InitFrom string `json:"init_from,omitempty"`
 }
 
 // DefaultConfig is a sensible MNIST run with UNet-S.
@@ -68,6 +79,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lr must be > 0 (got %g)", c.LR)
 	case c.EMADecay < 0 || c.EMADecay >= 1:
 		return fmt.Errorf("ema_decay must be in [0, 1) (got %g)", c.EMADecay)
+	case c.CondDropout < 0 || c.CondDropout >= 1:
+		return fmt.Errorf("cond_dropout must be in [0, 1) (got %g)", c.CondDropout)
 	case c.Weighting != "simple" && c.Weighting != "min-snr":
 		return fmt.Errorf("loss_weighting must be simple or min-snr (got %q)", c.Weighting)
 	}
@@ -93,6 +106,15 @@ func newOptimizer(c Config, params []nn.Named) *optim.Adam {
 type Dataset interface {
 	Len() int
 	Batch(idx []int, dst *tensor.Tensor)
+}
+
+// Labeled is a Dataset with a class per image; class-conditional training
+// needs one.
+type Labeled interface {
+	Dataset
+	// BatchLabels writes the class of each image idx[i] into dst[i]; it
+	// reports false when the data set has no labels.
+	BatchLabels(idx, dst []int) bool
 }
 
 // Options are the side channels of a run.
@@ -123,6 +145,11 @@ func NewState(cfg Config) (*State, error) {
 	net, err := model.Build(cfg.Model, rand.New(rand.NewPCG(cfg.Seed, 0x5eed)))
 	if err != nil {
 		return nil, err
+	}
+	if cfg.InitFrom != "" {
+		if err := initFrom(net, cfg.InitFrom); err != nil {
+			return nil, err
+		}
 	}
 	params := nn.Parameters(net)
 	return &State{Config: cfg, Net: net, EMA: optim.NewEMA(params, cfg.EMADecay), Opt: newOptimizer(cfg, params), RNG: rand.NewPCG(cfg.Seed, 0xda7a)}, nil
@@ -173,6 +200,15 @@ func Run(st *State, ds Dataset, o Options) error {
 	tf := make([]float32, B)
 	w := make([]float32, B)
 	rng := rand.New(st.RNG)
+	var labels []int
+	var cnet model.Conditional
+	if c, ok := st.Net.(model.Conditional); ok && c.Classes() > 0 {
+		lds, ok := ds.(Labeled)
+		if !ok || !lds.BatchLabels(idx[:0], nil) {
+			return fmt.Errorf("train: a class-conditional model needs labeled data (MNIST has labels; an image folder has none)")
+		}
+		cnet, labels = c, make([]int, B)
+	}
 	g := autograd.New(tensor.CPU)
 	params := st.Opt.Params
 	n := ds.Len()
@@ -194,6 +230,14 @@ func Run(st *State, ds Dataset, o Options) error {
 			idx[i] = perm[k%n]
 		}
 		ds.Batch(idx, x0)
+		if labels != nil {
+			ds.(Labeled).BatchLabels(idx, labels)
+			for i := range labels {
+				if rng.Float64() < cfg.CondDropout {
+					labels[i] = cond.Null
+				}
+			}
+		}
 		for i := range ts {
 			ts[i] = rng.IntN(sched.T())
 			tf[i] = float32(ts[i])
@@ -216,7 +260,12 @@ func Run(st *State, ds Dataset, o Options) error {
 		}
 		var loss float64
 		err := autograd.Catch(func() {
-			out := st.Net.Forward(g, autograd.Const(xt), tf)
+			var out *autograd.Var
+			if cnet != nil {
+				out = cnet.ForwardCond(g, autograd.Const(xt), tf, &model.Cond{Labels: labels})
+			} else {
+				out = st.Net.Forward(g, autograd.Const(xt), tf)
+			}
 			l := g.WeightedMSE(out, autograd.Const(target), w)
 			loss = float64(l.Value.Item())
 			if math.IsNaN(loss) || math.IsInf(loss, 0) {
@@ -273,6 +322,23 @@ func Run(st *State, ds Dataset, o Options) error {
 				return fmt.Errorf("train step %d: sample grid: %w", st.Step, err)
 			}
 		}
+	}
+	return nil
+}
+
+// initFrom loads the (EMA, else raw) weights of the checkpoint or export
+// at path into the parameters of net that it holds.
+func initFrom(net model.Network, path string) error {
+	f, err := safetensors.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("init_from: %w", err)
+	}
+	prefix := "ema"
+	if _, ok := f.Get(nn.Join("ema", nn.Parameters(net)[0].Name)); !ok {
+		prefix = "model"
+	}
+	if _, err := nn.LoadPartial(f, net, prefix); err != nil {
+		return fmt.Errorf("init_from %s: %w", path, err)
 	}
 	return nil
 }

@@ -7,10 +7,13 @@
 package unet
 
 import (
+	"fmt"
 	"math/rand/v2"
 
 	"github.com/diffuse-go/diffuse/autograd"
+	"github.com/diffuse-go/diffuse/model/cond"
 	"github.com/diffuse-go/diffuse/nn"
+	"github.com/diffuse-go/diffuse/tensor"
 )
 
 // TembDim is the width of UNet-S's time embedding.
@@ -113,6 +116,29 @@ type UNetS struct {
 	URes2, URes1           *ResBlock
 	OutNorm                *nn.GroupNorm
 	OutConv                *nn.Conv2d
+	// Class, when non-nil, makes the network class-conditional: row y of
+	// this [classes+1, TembDim] table is added to the time embedding for
+	// label y, and the last row is the null label (unconditional). It is
+	// zero-initialized, so a class-conditional network initialized from an
+	// unconditional one starts out computing exactly what that one did.
+	Class *nn.Embedding
+}
+
+// NewClassUNetS builds UNet-S with a label embedding for classes classes
+// plus the null label (see UNetS.Class).
+func NewClassUNetS(rng *rand.Rand, classes int) *UNetS {
+	u := NewUNetS(rng)
+	u.Class = &nn.Embedding{W: autograd.Param(tensor.New(classes+1, TembDim))}
+	return u
+}
+
+// Classes is the number of class labels the network is conditioned on (0:
+// unconditional).
+func (u *UNetS) Classes() int {
+	if u.Class == nil {
+		return 0
+	}
+	return u.Class.W.Value.Dim(0) - 1
 }
 
 // NewUNetS builds UNet-S with PyTorch-default initialization drawn from rng.
@@ -155,19 +181,62 @@ func (u *UNetS) Visit(prefix string, fn func(string, *autograd.Var)) {
 	u.URes1.Visit(j("ures1"), fn)
 	u.OutNorm.Visit(j("out_norm"), fn)
 	u.OutConv.Visit(j("out_conv"), fn)
+	if u.Class != nil {
+		u.Class.Visit(j("class_emb"), fn)
+	}
 }
 
 // Forward predicts ε for x [B, 1, 28, 28] at timesteps t (len B, may be
-// fractional) and returns [B, 1, 28, 28].
+// fractional) and returns [B, 1, 28, 28]. A class-conditional network run
+// through Forward is unconditional (every image gets the null label).
 func (u *UNetS) Forward(g *autograd.Graph, x *autograd.Var, t []float32) *autograd.Var {
+	return u.ForwardCond(g, x, t, nil)
+}
+
+// Embed returns SiLU(temb) [B, TembDim], the time embedding (plus the label
+// embedding of a class-conditional network) every ResBlock reads.
+func (u *UNetS) Embed(g *autograd.Graph, t []float32, c *cond.Cond) *autograd.Var {
 	temb := u.T2.Forward(g, g.SiLU(u.T1.Forward(g, g.Timestep(t, 32))))
-	st := g.SiLU(temb)
+	if u.Class != nil {
+		temb = g.Add(temb, u.Class.Forward(g, c.ClassIDs(len(t), u.Classes())))
+	}
+	return g.SiLU(temb)
+}
+
+// Encode runs the stem, the down path and the middle block: it returns
+// the skips s1 [B, 32, 28, 28], s2 [B, 64, 14, 14] and the middle output
+// [B, 64, 7, 7]. hint, when non-nil, is added to the stem output (the
+// ControlNet copy feeds its control features in there).
+func (u *UNetS) Encode(g *autograd.Graph, x, st, hint *autograd.Var) (s1, s2, mid *autograd.Var) {
 	h := u.Stem.Forward(g, x)
-	s1 := u.Res1.Forward(g, h, st)
+	if hint != nil {
+		h = g.Add(h, hint)
+	}
+	s1 = u.Res1.Forward(g, h, st)
 	h = u.Down1.Forward(g, s1)
-	s2 := u.Res2.Forward(g, h, st)
+	s2 = u.Res2.Forward(g, h, st)
 	h = u.Down2.Forward(g, s2)
-	h = u.Mid2.Forward(g, u.Attn.Forward(g, u.Mid1.Forward(g, h, st)), st)
+	mid = u.Mid2.Forward(g, u.Attn.Forward(g, u.Mid1.Forward(g, h, st)), st)
+	return s1, s2, mid
+}
+
+// ForwardCond is Forward with conditioning c (nil: unconditional). c.Labels
+// selects classes of a class-conditional network (−1: null label);
+// c.Residuals, when set, holds three tensors shaped like s1, s2 and the
+// middle output (see Encode) that are added to them before the decoder
+// reads them (ControlNet).
+func (u *UNetS) ForwardCond(g *autograd.Graph, x *autograd.Var, t []float32, c *cond.Cond) *autograd.Var {
+	if c != nil && len(c.Tokens) > 0 {
+		panic(&tensor.ShapeError{Op: "unet-s", Msg: "this network has no text encoder; a prompt needs a text-conditional model"})
+	}
+	st := u.Embed(g, t, c)
+	s1, s2, h := u.Encode(g, x, st, nil)
+	if c != nil && c.Residuals != nil {
+		if len(c.Residuals) != 3 {
+			panic(&tensor.ShapeError{Op: "unet-s", Msg: fmt.Sprintf("ControlNet residuals: got %d tensors, want 3 (s1, s2, mid)", len(c.Residuals))})
+		}
+		s1, s2, h = g.Add(s1, c.Residuals[0]), g.Add(s2, c.Residuals[1]), g.Add(h, c.Residuals[2])
+	}
 	h = u.Up2Conv.Forward(g, g.Upsample(h, 2))
 	h = u.URes2.Forward(g, g.Concat(1, h, s2), st)
 	h = u.Up1Conv.Forward(g, g.Upsample(h, 2))
