@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/diffuse-go/diffuse/autograd"
+	"github.com/diffuse-go/diffuse/internal/assets"
 	"github.com/diffuse-go/diffuse/model"
 	"github.com/diffuse-go/diffuse/model/cond"
 	"github.com/diffuse-go/diffuse/nn"
@@ -326,10 +327,20 @@ func Run(st *State, ds Dataset, o Options) error {
 	return nil
 }
 
+// EmbeddedPrefix marks an InitFrom naming a model embedded in the binary
+// (package internal/assets), e.g. "embedded:mnist.safetensors".
+const EmbeddedPrefix = "embedded:"
+
 // initFrom loads the (EMA, else raw) weights of the checkpoint or export
 // at path into the parameters of net that it holds.
 func initFrom(net model.Network, path string) error {
-	f, err := safetensors.ReadFile(path)
+	var f *safetensors.File
+	var err error
+	if name, ok := strings.CutPrefix(path, EmbeddedPrefix); ok {
+		f, err = assets.Open(name)
+	} else {
+		f, err = safetensors.ReadFile(path)
+	}
 	if err != nil {
 		return fmt.Errorf("init_from: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/diffuse-go/diffuse/data"
 	"github.com/diffuse-go/diffuse/imageio"
+	"github.com/diffuse-go/diffuse/internal/assets"
 	"github.com/diffuse-go/diffuse/internal/progress"
 	"github.com/diffuse-go/diffuse/pipeline"
 	"github.com/diffuse-go/diffuse/train"
@@ -43,6 +44,9 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	seed := fs.Uint64("seed", def.Seed, "seed of weights, batches and noise")
 	ckptEvery := fs.Int("ckpt-every", 500, "write the checkpoint every N steps (and at the end)")
 	sampleEvery := fs.Int("sample-every", 1000, "write a 64-image sample grid (DDIM, 50 steps, EMA weights) every N steps (0: off)")
+	classes := fs.Int("classes", 0, "train a class-conditional model on this many labels (MNIST: 10); 0: unconditional")
+	condDrop := fs.Float64("cond-dropout", 0.1, "with --classes: probability of training on the null label (needed for classifier-free guidance)")
+	initFrom := fs.String("init-from", "", "initialize from this checkpoint/export's weights (fine-tune; e.g. a class-conditional model from the embedded unconditional one: --init-from embedded)")
 	export := fs.String("export", "", "at the end, also write a sampling-only FP16 model file here (EMA weights + config)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse train [flags]
@@ -60,6 +64,8 @@ Examples:
   diffuse train --data ./my-faces --size 28 --channels 1 --out runs/faces
   diffuse train --out runs/mnist --resume --steps 10000   # continue and extend
   diffuse train --out runs/mnist --resume --steps 12000 --lr 2e-4   # ... at a lower learning rate
+  diffuse train --classes 10 --init-from embedded --steps 2000 --out runs/mnist-class
+                                                    # class-conditional (for --label and --cfg)
 
 Flags:
 `)
@@ -87,7 +93,7 @@ Flags:
 			// recorded in the config so the checkpoint says what was used last.
 			st.Config.LR = float32(*lr)
 		}
-		for _, name := range []string{"data", "arch", "batch", "prediction", "schedule", "seed", "size", "channels", "weighting", "zero-snr"} {
+		for _, name := range []string{"classes", "init-from", "cond-dropout", "data", "arch", "batch", "prediction", "schedule", "seed", "size", "channels", "weighting", "zero-snr"} {
 			if set[name] {
 				return fmt.Errorf("--%s cannot change when resuming (the run's config fixes it); only --steps and --lr can", name)
 			}
@@ -113,11 +119,18 @@ Flags:
 			"clip": func() { cfg.ClipNorm = *clip }, "ema": func() { cfg.EMADecay = float32(*ema) }, "prediction": func() { cfg.Prediction = *pred },
 			"weighting": func() { cfg.Weighting = *weighting }, "min-snr-gamma": func() { cfg.MinSNRGamma = *gamma },
 			"schedule": func() { cfg.Schedule = *sched }, "zero-snr": func() { cfg.ZeroSNR = *zeroSNR }, "seed": func() { cfg.Seed = *seed },
+			"classes": func() { cfg.Model.Classes = *classes }, "init-from": func() { cfg.InitFrom = *initFrom },
 		}
 		for name, f := range apply {
 			if set[name] {
 				f()
 			}
+		}
+		if cfg.Model.Classes > 0 && !set["config"] || set["cond-dropout"] {
+			cfg.CondDropout = *condDrop
+		}
+		if cfg.InitFrom == "embedded" {
+			cfg.InitFrom = train.EmbeddedPrefix + assets.MNISTModel
 		}
 		if _, err := os.Stat(ckpt); err == nil {
 			return fmt.Errorf("%s already holds a checkpoint: pass --resume to continue it, or choose another --out", *out)
