@@ -31,6 +31,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", 100, "images per forward pass")
 	grid := fs.String("grid", "", "also write the first 100 samples as a PNG grid here")
 	sm := samplerFlags(fs)
+	cf := conditionFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse eval [flags]
        diffuse eval train-classifier [flags]
@@ -73,6 +74,7 @@ Flags:
 		return err
 	}
 	var samples *tensor.Tensor
+	var labels []int
 	what := ""
 	t0 := time.Now()
 	if *images != "" {
@@ -88,6 +90,12 @@ Flags:
 		}
 		if cfg.Model.Channels != 1 || cfg.Model.Size != 28 {
 			return fmt.Errorf("eval scores 1×28×28 MNIST-like images; %s makes %d×%d×%d", name, cfg.Model.Channels, cfg.Model.Size, cfg.Model.Size)
+		}
+		if net, labels, err = cf.wrap(net, *n); err != nil {
+			return err
+		}
+		if labels != nil && cfg.Model.Classes > 0 {
+			name += fmt.Sprintf(" (cfg %s)", cf.cfg)
 		}
 		samples, err = generate(net, cfg, sm, pipeline.Options{N: *n, Batch: *batch, Seed: *seed, Progress: stderr})
 		if err != nil {
@@ -128,6 +136,13 @@ Flags:
 	fmt.Fprintf(stdout, "classes_within_5_15pct %v\n", ok)
 	fmt.Fprintf(stdout, "mean_max_prob %.4f\n", r.MeanMaxProb)
 	fmt.Fprintf(stdout, "classifier_fid %.3f\n", r.ClassifierFID)
+	if labels != nil {
+		acc, err := eval.LabelAccuracy(r.Predicted, labels)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "label_accuracy %.4f\n", acc)
+	}
 	return nil
 }
 

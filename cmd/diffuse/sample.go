@@ -68,6 +68,7 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", 64, "images per forward pass")
 	raw := fs.Bool("raw-weights", false, "use the raw training weights of a checkpoint instead of the EMA")
 	sm := samplerFlags(fs)
+	cf := conditionFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse sample [flags]
 
@@ -80,6 +81,11 @@ Examples:
   diffuse sample --sampler ddim --steps 20 --eta 0.5 --seed 7
   diffuse sample --sampler dpmpp_2m --schedule karras --steps 20
   diffuse sample --model runs/mnist/checkpoint.safetensors --singles out/
+  diffuse sample --model runs/mnist-class/model.safetensors --label all --cfg 3 --cols 10
+                                     # class-conditional, classifier-free guidance w=3
+  diffuse sample --model runs/mnist-class/model.safetensors --label 7 --cfg 0,1,3,5 --cols 4
+                                     # per-image guidance scales in one batch
+  diffuse sample --model runs/mnist-class/model.safetensors --label 4 --negative-label 9
 
 Flags:
 `)
@@ -96,6 +102,9 @@ Flags:
 	}
 	net, cfg, name, err := loadModel(*modelPath, !*raw)
 	if err != nil {
+		return err
+	}
+	if net, _, err = cf.wrap(net, *n); err != nil {
 		return err
 	}
 	t0 := time.Now()
