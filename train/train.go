@@ -57,6 +57,70 @@ type Config struct {
 	// class-conditional U-Net from an unconditional one); "" starts from
 	// random weights.
 	InitFrom string `json:"init_from,omitempty"`
+
+	// Objective is "ddpm" (the default; "" in configs written before it
+	// existed) or "ncsn": denoising score matching over the geometric noise
+	// ladder SigmaMax > … > SigmaMin of NumScales levels (see Run and
+	// NCSNLadder; σ in data units). An NCSN run needs Prediction epsilon
+	// and Weighting simple; its β schedule fields still matter: they are the
+	// schedule the DDPM/DDIM samplers use through the denoiser.ScoreEps
+	// adapter.
+	Objective string  `json:"objective,omitempty"`
+	SigmaMin  float64 `json:"sigma_min,omitempty"`
+	SigmaMax  float64 `json:"sigma_max,omitempty"`
+	NumScales int     `json:"num_scales,omitempty"`
+}
+
+// Training objectives (Config.Objective).
+const (
+	ObjectiveDDPM = "ddpm"
+	ObjectiveNCSN = "ncsn"
+)
+
+// NCSN defaults for MNIST-like data in [−1, 1] (SetNCSNDefaults):
+//
+//   - σ_max = 35: NCSNv2's rule (Song & Ermon 2020, technique 1) is σ_1 ≈
+//     the largest Euclidean distance between two training images, so that
+//     at σ_1 Langevin dynamics can move between any two modes. For MNIST
+//     in [−1, 1] the largest distance over a random 10,000-image subset
+//     of the training set is 32.9 (1×28×28 = 784 dims); 35 rounds it up.
+//   - σ_min = 0.01: about one grey level (2/255 ≈ 0.008 in [−1, 1] is one
+//     8-bit step), so the last level is visually noise-free; it also
+//     equals σ_0 of the default linear DDPM schedule.
+//   - L = 100: technique 2 asks for adjacent levels whose Gaussian shells
+//     overlap, Φ(√(2D)(γ−1)+3γ) − Φ(√(2D)(γ−1)−3γ) ≈ 0.5, which for
+//     D = 784 gives γ ≈ 1.082 and L ≈ 1 + ln(3500)/ln γ ≈ 105; 100 levels
+//     (γ ≈ 1.086) is the round number next to it.
+const (
+	DefaultSigmaMin  = 0.01
+	DefaultSigmaMax  = 35
+	DefaultNumScales = 100
+)
+
+// IsNCSN reports whether the config trains a score network (objective ncsn).
+func (c Config) IsNCSN() bool { return c.Objective == ObjectiveNCSN }
+
+// SetNCSNDefaults fills the NCSN fields left at zero with DefaultSigmaMin,
+// DefaultSigmaMax and DefaultNumScales.
+func (c *Config) SetNCSNDefaults() {
+	if c.SigmaMin == 0 {
+		c.SigmaMin = DefaultSigmaMin
+	}
+	if c.SigmaMax == 0 {
+		c.SigmaMax = DefaultSigmaMax
+	}
+	if c.NumScales == 0 {
+		c.NumScales = DefaultNumScales
+	}
+}
+
+// NCSNLadder returns the noise ladder of an NCSN config (an error for other
+// objectives or bad σ fields).
+func (c Config) NCSNLadder() (schedule.Ladder, error) {
+	if !c.IsNCSN() {
+		return schedule.Ladder{}, fmt.Errorf("objective %q has no noise ladder (only ncsn models do)", c.Objective)
+	}
+	return schedule.NewLadder(c.SigmaMin, c.SigmaMax, c.NumScales)
 }
 
 // DefaultConfig is a sensible MNIST run with UNet-S.
@@ -84,6 +148,21 @@ func (c Config) Validate() error {
 		return fmt.Errorf("cond_dropout must be in [0, 1) (got %g)", c.CondDropout)
 	case c.Weighting != "simple" && c.Weighting != "min-snr":
 		return fmt.Errorf("loss_weighting must be simple or min-snr (got %q)", c.Weighting)
+	case c.Objective != "" && c.Objective != ObjectiveDDPM && c.Objective != ObjectiveNCSN:
+		return fmt.Errorf("objective must be ddpm or ncsn (got %q)", c.Objective)
+	}
+	if c.IsNCSN() {
+		if _, err := c.NCSNLadder(); err != nil {
+			return err
+		}
+		if c.Prediction != string(schedule.Epsilon) {
+			return fmt.Errorf("objective ncsn trains a noise (ε) predictor, s(x,σ) = −net/σ; prediction_type must be epsilon (got %q)", c.Prediction)
+		}
+		if c.Weighting != "simple" {
+			return fmt.Errorf("objective ncsn has its own weighting λ(σ) = σ²; loss_weighting must be simple (got %q)", c.Weighting)
+		}
+	} else if c.SigmaMin != 0 || c.SigmaMax != 0 || c.NumScales != 0 {
+		return fmt.Errorf("sigma_min, sigma_max and num_scales apply to objective ncsn only (objective is %q)", c.Objective)
 	}
 	if err := schedule.PredictionType(c.Prediction).Validate(); err != nil {
 		return err
@@ -162,6 +241,18 @@ var ErrNaN = errors.New("loss is not finite")
 // Run trains st on ds until st.Config.Steps. Batches come from a
 // per-epoch permutation derived from the seed, and t and ε from st.RNG, so
 // a run resumed from a checkpoint continues exactly as if uninterrupted.
+//
+// The DDPM objective draws t uniformly from the schedule's timesteps and
+// regresses the configured target (ε, x0 or v) of x_t. The NCSN objective
+// (Song & Ermon 2019) draws a level i uniformly from the config's ladder
+// per image, perturbs x̃ = x + σ_i·z, and minimizes denoising score
+// matching with λ(σ) = σ²: with the score parameterized as
+// s(x̃, σ) = −net(x̃, c(σ))/σ (c is schedule.Ladder.Label),
+//
+//	λ(σ)·½‖s(x̃, σ) + z/σ‖² = ½‖net(x̃, c(σ)) − z‖²,
+//
+// so the loss is the mean squared error between the network's output and z
+// (averaged over pixels, like the DDPM loss).
 // A non-finite loss stops training with an error naming the step; the
 // checkpoint on disk is left as it was (the last good one).
 func Run(st *State, ds Dataset, o Options) error {
@@ -200,6 +291,26 @@ func Run(st *State, ds Dataset, o Options) error {
 	ts := make([]int, B)
 	tf := make([]float32, B)
 	w := make([]float32, B)
+	// ts indexes levels: the schedule's T timesteps (network input t) for
+	// DDPM, the ladder's L noise levels σ_i (network input c(σ_i)) for NCSN.
+	ncsn := cfg.IsNCSN()
+	var levels []float64
+	var noiseLabels []float32
+	if ncsn {
+		ladder, err := cfg.NCSNLadder()
+		if err != nil {
+			return err
+		}
+		levels = ladder.Sigmas()
+		for _, s := range levels {
+			noiseLabels = append(noiseLabels, ladder.Label(s))
+		}
+	} else {
+		levels = sched.Sigmas()
+		for t := range levels {
+			noiseLabels = append(noiseLabels, float32(t))
+		}
+	}
 	rng := rand.New(st.RNG)
 	var labels []int
 	var cnet model.Conditional
@@ -240,18 +351,25 @@ func Run(st *State, ds Dataset, o Options) error {
 			}
 		}
 		for i := range ts {
-			ts[i] = rng.IntN(sched.T())
-			tf[i] = float32(ts[i])
+			ts[i] = rng.IntN(len(levels))
+			tf[i] = noiseLabels[ts[i]]
 		}
 		ed := eps.Data()
 		for i := range ed {
 			ed[i] = float32(rng.NormFloat64())
 		}
-		if err := sched.AddNoise(xt, x0, eps, ts); err != nil {
-			return err
-		}
-		if err := sched.Target(pred, target, x0, eps, xt, ts); err != nil {
-			return err
+		if ncsn {
+			// x̃ = x + σ_i·z with target z: the σ²-weighted DSM loss of
+			// the score s = −net/σ (see Run).
+			perturb(xt, x0, eps, ts, levels)
+			copy(target.Data(), ed)
+		} else {
+			if err := sched.AddNoise(xt, x0, eps, ts); err != nil {
+				return err
+			}
+			if err := sched.Target(pred, target, x0, eps, xt, ts); err != nil {
+				return err
+			}
 		}
 		for i := range w {
 			w[i] = 1
@@ -352,6 +470,19 @@ func initFrom(net model.Network, path string) error {
 		return fmt.Errorf("init_from %s: %w", path, err)
 	}
 	return nil
+}
+
+// perturb sets xt[b] = x0[b] + σ_{lv[b]}·eps[b] for every sample b.
+func perturb(xt, x0, eps *tensor.Tensor, lv []int, sigmas []float64) {
+	b := xt.Dim(0)
+	per := xt.Numel() / b
+	xd, x0d, ed := xt.Data(), x0.Data(), eps.Data()
+	for i := 0; i < b; i++ {
+		s := float32(sigmas[lv[i]])
+		for j := i * per; j < (i+1)*per; j++ {
+			xd[j] = x0d[j] + s*ed[j]
+		}
+	}
 }
 
 func nanError(step int, v float64, ckpt string) error {

@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -60,10 +61,21 @@ func weights(t *testing.T, st *State) [][]float32 {
 
 // Training 2N steps straight equals N steps, a checkpoint, a resume from
 // it, and N more steps: weights, EMA and optimizer state bit for bit.
-func TestResumeIsExact(t *testing.T) {
+func TestResumeIsExact(t *testing.T) { testResume(t, tinyConfig()) }
+
+// The same for the NCSN objective (noise levels drawn from the RNG state
+// that the checkpoint restores).
+func TestResumeIsExactNCSN(t *testing.T) {
+	c := tinyConfig()
+	c.Objective = ObjectiveNCSN
+	c.SetNCSNDefaults()
+	testResume(t, c)
+}
+
+func testResume(t *testing.T, cfg Config) {
 	dir := t.TempDir()
 	ds := data(10) // epochs turn over mid-run (batch 4 of 10 images)
-	a, err := NewState(tinyConfig())
+	a, err := NewState(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +83,7 @@ func TestResumeIsExact(t *testing.T) {
 		t.Fatal(err)
 	}
 	ck := filepath.Join(dir, "ck.safetensors")
-	b, _ := NewState(tinyConfig())
+	b, _ := NewState(cfg)
 	if err := Run(b, ds, Options{Checkpoint: ck, StopAfter: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -208,5 +220,64 @@ func TestTrimLog(t *testing.T) {
 	b, _ := os.ReadFile(p)
 	if string(b) != "step,loss\n1,0.5\n2,0.4\n" {
 		t.Fatalf("trimmed log %q", b)
+	}
+}
+
+// NCSN fields: validated, omitted from DDPM configs' JSON, and absent from
+// configs written before they existed (which stay DDPM runs).
+func TestNCSNConfig(t *testing.T) {
+	old := DefaultConfig()
+	b, err := json.Marshal(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"objective", "sigma_min", "sigma_max", "num_scales"} {
+		if strings.Contains(string(b), k) {
+			t.Errorf("DDPM config JSON mentions %q: %s", k, b)
+		}
+	}
+	var back Config
+	if err := json.Unmarshal(b, &back); err != nil || back.IsNCSN() || back.Validate() != nil {
+		t.Fatalf("old-style config: err %v, ncsn %v, validate %v", err, back.IsNCSN(), back.Validate())
+	}
+	ok := tinyConfig()
+	ok.Objective = ObjectiveNCSN
+	ok.SetNCSNDefaults()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("default NCSN config: %v", err)
+	}
+	l, err := ok.NCSNLadder()
+	if err != nil || l.SigmaMax != DefaultSigmaMax || l.SigmaMin != DefaultSigmaMin || l.Levels != DefaultNumScales {
+		t.Fatalf("ladder %+v, %v", l, err)
+	}
+	bad := map[string]func(c *Config){
+		"objective must be":   func(c *Config) { c.Objective = "sde" },
+		"prediction_type":     func(c *Config) { c.Prediction = "v_prediction" },
+		"loss_weighting":      func(c *Config) { c.Weighting = "min-snr" },
+		"sigma_max":           func(c *Config) { c.SigmaMax = c.SigmaMin / 2 },
+		"num_scales":          func(c *Config) { c.NumScales = 1 },
+		"apply to objective":  func(c *Config) { c.Objective = "" },
+		"sigma_min must be a": func(c *Config) { c.SigmaMin = -1 },
+	}
+	for want, f := range bad {
+		c := ok
+		f(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v", want, err)
+		}
+	}
+}
+
+// perturb adds σ of each sample's level times its noise: x̃ = x + σ_i·z.
+func TestPerturb(t *testing.T) {
+	x0 := tensor.FromSlice([]float32{1, 2, 3, 4}, 2, 2)
+	eps := tensor.FromSlice([]float32{1, -1, 0.5, 2}, 2, 2)
+	xt := tensor.New(2, 2)
+	perturb(xt, x0, eps, []int{1, 0}, []float64{10, 0.5})
+	want := []float32{1.5, 1.5, 8, 24}
+	for i, v := range xt.Data() {
+		if v != want[i] {
+			t.Fatalf("perturb = %v, want %v", xt.Data(), want)
+		}
 	}
 }
