@@ -32,6 +32,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	grid := fs.String("grid", "", "also write the first 100 samples as a PNG grid here")
 	sm := samplerFlags(fs)
 	cf := conditionFlags(fs)
+	cg := classifierGuidanceFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse eval [flags]
        diffuse eval train-classifier [flags]
@@ -50,6 +51,8 @@ Examples:
   diffuse eval --model runs/mnist/checkpoint.safetensors --steps 20 --eta 1
   diffuse eval --images out/                     # score PNGs made elsewhere
   diffuse eval train-classifier --out classifier.safetensors
+  diffuse eval --classifier-guidance 5 --label all -n 300 --eta 1   # prints label_accuracy
+  diffuse eval train-classifier --noisy --out noisy.safetensors     # the guidance classifier
 
 Flags:
 `)
@@ -94,6 +97,10 @@ Flags:
 		if net, labels, err = cf.wrap(net, *n); err != nil {
 			return err
 		}
+		if net, err = cg.wrap(net, cfg, *n); err != nil {
+			return err
+		}
+		name += cg.describe()
 		if labels != nil && cfg.Model.Classes > 0 {
 			name += fmt.Sprintf(" (cfg %s)", cf.cfg)
 		}
@@ -163,8 +170,12 @@ func loadClassifier(path string) (*classifier.Net, error) {
 }
 
 func runTrainClassifier(args []string, stdout, stderr io.Writer) error {
+	if noisyRequested(args) {
+		return runTrainNoisyClassifier(args, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("eval train-classifier", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Bool("noisy", false, "train the time-conditioned classifier for classifier guidance instead (see --noisy --help)")
 	out := fs.String("out", "classifier.safetensors", "where to write the classifier (FP16 weights)")
 	epochs := fs.Int("epochs", 3, "passes over the 60,000 MNIST training images")
 	batch := fs.Int("batch", 128, "batch size")

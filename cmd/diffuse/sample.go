@@ -69,6 +69,7 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	raw := fs.Bool("raw-weights", false, "use the raw training weights of a checkpoint instead of the EMA")
 	sm := samplerFlags(fs)
 	cf := conditionFlags(fs)
+	cg := classifierGuidanceFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse sample [flags]
 
@@ -86,6 +87,8 @@ Examples:
   diffuse sample --model runs/mnist-class/model.safetensors --label 7 --cfg 0,1,3,5 --cols 4
                                      # per-image guidance scales in one batch
   diffuse sample --model runs/mnist-class/model.safetensors --label 4 --negative-label 9
+  diffuse sample --classifier-guidance 5 --label all --cols 10 --eta 1
+                                     # unconditional model + noisy-classifier guidance
 
 Flags:
 `)
@@ -105,6 +108,9 @@ Flags:
 		return err
 	}
 	if net, _, err = cf.wrap(net, *n); err != nil {
+		return err
+	}
+	if net, err = cg.wrap(net, cfg, *n); err != nil {
 		return err
 	}
 	t0 := time.Now()

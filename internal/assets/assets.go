@@ -16,6 +16,9 @@ var files embed.FS
 const (
 	MNISTModel = "mnist.safetensors"
 	Classifier = "classifier.safetensors"
+	// NoisyClassifier is the time-conditioned MNIST classifier of
+	// classifier guidance (package guidance).
+	NoisyClassifier = "noisy_classifier.safetensors"
 )
 
 // Open parses an embedded safetensors file by name.
