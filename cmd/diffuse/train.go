@@ -11,9 +11,11 @@ import (
 	"strings"
 
 	"github.com/diffuse-go/diffuse/data"
+	"github.com/diffuse-go/diffuse/guidance"
 	"github.com/diffuse-go/diffuse/imageio"
 	"github.com/diffuse-go/diffuse/internal/assets"
 	"github.com/diffuse-go/diffuse/internal/progress"
+	"github.com/diffuse-go/diffuse/model"
 	"github.com/diffuse-go/diffuse/pipeline"
 	"github.com/diffuse-go/diffuse/train"
 )
@@ -211,11 +213,24 @@ func sampleGrid(st *train.State, path string) error {
 	if err != nil {
 		return err
 	}
-	imgs, err := pipeline.Generate(st.Net, st.Config.Model, s, pipeline.Options{N: 64, Seed: 0})
+	var net model.Network = st.Net
+	n, cols := 64, 8
+	if c, ok := st.Net.(model.Conditional); ok && c.Classes() > 0 {
+		// Class-conditional: one column per label, CFG w = 3.
+		n, cols = 8*c.Classes(), c.Classes()
+		labels := make([]int, n)
+		for i := range labels {
+			labels[i] = i % c.Classes()
+		}
+		if net, err = guidance.NewCFG(c, &model.Cond{Labels: labels}, nil, []float64{3}, n); err != nil {
+			return err
+		}
+	}
+	imgs, err := pipeline.Generate(net, st.Config.Model, s, pipeline.Options{N: n, Seed: 0})
 	if err != nil {
 		return err
 	}
-	return imageio.SavePNG(path, imageio.Grid(imgs, 8, 2, 2))
+	return imageio.SavePNG(path, imageio.Grid(imgs, cols, 2, 2))
 }
 
 func plotLoss(csvPath, pngPath string) error {
