@@ -7,35 +7,26 @@ import (
 	"github.com/diffuse-go/diffuse/tensor"
 )
 
-// DefaultIoUThreshold is the edge magnitude (m in [0, 1], see Magnitude) at
-// which Agreement binarizes edge maps for the IoU: half a full-contrast
-// step edge.
-const DefaultIoUThreshold = 0.5
-
-// Agreement scores how well the edges of images a match those of images b
-// (both [N, 1, H, W] in [-1, 1], image i against image i): for each pair
-// it returns the IoU of the binarized edge maps (m ≥ threshold; two empty
-// maps count as IoU 1) and the Pearson correlation of the edge magnitudes
-// m over the pixels (0 when either map is constant). Both are in [-1, 1]
-// (IoU in [0, 1]); 1 is perfect agreement.
-func Agreement(a, b *tensor.Tensor, threshold float64) (iou, corr []float64, err error) {
+// Agreement scores how well control maps a match control maps b (both
+// [N, 1, H, W] in [-1, 1], as Spec.Apply makes them; map i against map
+// i): for each pair it returns the IoU of the binarized maps (value ≥ 0;
+// two empty maps count as IoU 1) and the Pearson correlation of the values
+// over the pixels (0 when either map is constant). For soft edge maps
+// (2m−1) the binarization is m ≥ 0.5, half a full-contrast step edge, and
+// the correlation is that of the edge magnitudes m. IoU is in [0, 1],
+// the correlation in [-1, 1]; 1 is perfect agreement.
+func Agreement(a, b *tensor.Tensor) (iou, corr []float64, err error) {
 	if !tensor.SameShape(a.Shape(), b.Shape()) {
-		return nil, nil, fmt.Errorf("edge agreement: shapes %v and %v differ", a.Shape(), b.Shape())
+		return nil, nil, fmt.Errorf("control agreement: shapes %v and %v differ", a.Shape(), b.Shape())
 	}
-	if !(threshold > 0 && threshold <= 1) {
-		return nil, nil, fmt.Errorf("edge agreement: threshold must be in (0, 1] (got %g)", threshold)
+	if err := check(a, b); err != nil {
+		return nil, nil, fmt.Errorf("control agreement: %w", err)
 	}
-	ma, mb := tensor.New(a.Shape()...), tensor.New(b.Shape()...)
-	if err := check(ma, a); err != nil {
-		return nil, nil, fmt.Errorf("edge agreement: %w", err)
-	}
-	Magnitude(ma, a)
-	Magnitude(mb, b)
 	n := a.Dim(0)
 	per := a.Numel() / n
 	for i := 0; i < n; i++ {
-		x, y := ma.Data()[i*per:(i+1)*per], mb.Data()[i*per:(i+1)*per]
-		iou = append(iou, IoU(x, y, threshold))
+		x, y := a.Data()[i*per:(i+1)*per], b.Data()[i*per:(i+1)*per]
+		iou = append(iou, IoU(x, y, 0))
 		corr = append(corr, Pearson(x, y))
 	}
 	return iou, corr, nil

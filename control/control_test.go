@@ -195,28 +195,50 @@ func contains(s, sub string) bool {
 }
 
 func TestAgreement(t *testing.T) {
-	a := square(16, 4, 10)
-	iou, corr, err := Agreement(a, a, 0.5)
+	edges := func(x *tensor.Tensor) *tensor.Tensor {
+		e, err := Spec{Kind: KindEdges}.Compute(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a := edges(square(16, 4, 10))
+	iou, corr, err := Agreement(a, a)
 	if err != nil || iou[0] != 1 || math.Abs(corr[0]-1) > 1e-12 {
-		t.Fatalf("identical images: IoU %v corr %v err %v; want 1, 1", iou, corr, err)
+		t.Fatalf("identical maps: IoU %v corr %v err %v; want 1, 1", iou, corr, err)
 	}
 	// The same square shifted by one pixel diagonally: the 2-pixel-thick
 	// borders half overlap; shifted by three they barely touch.
-	iou1, corr1, err := Agreement(a, square(16, 5, 11), 0.5)
+	iou1, corr1, err := Agreement(a, edges(square(16, 5, 11)))
 	if err != nil || !(iou1[0] > 0.2 && iou1[0] < 0.8) || !(corr1[0] > 0.2 && corr1[0] < 0.9) {
 		t.Fatalf("square shifted by 1: IoU %v corr %v err %v; want IoU in (0.2, 0.8), corr in (0.2, 0.9)", iou1, corr1, err)
 	}
-	iou3, corr3, _ := Agreement(a, square(16, 7, 13), 0.5)
+	iou3, corr3, _ := Agreement(a, edges(square(16, 7, 13)))
 	if !(iou3[0] < iou1[0] && corr3[0] < corr1[0]) {
 		t.Fatalf("square shifted by 3: IoU %v corr %v, want below the 1-pixel shift's %v, %v", iou3, corr3, iou1, corr1)
 	}
+	// Soft maps are binarized at m ≥ 0.5: a map at m = 0.6 everywhere on
+	// the left half against one on the right half share nothing.
+	l, r := tensor.New(1, 1, 4, 4), tensor.New(1, 1, 4, 4)
+	for i := range l.Data() {
+		l.Data()[i], r.Data()[i] = -1, -1
+		if i%4 < 2 {
+			l.Data()[i] = 0.2
+		} else {
+			r.Data()[i] = 0.2
+		}
+	}
+	iou, corr, _ = Agreement(l, r)
+	if iou[0] != 0 || math.Abs(corr[0]+1) > 1e-9 {
+		t.Fatalf("disjoint halves: IoU %v corr %v, want 0 and -1", iou, corr)
+	}
 	black := tensor.New(1, 1, 16, 16)
 	tensor.CPU.Fill(black, -1)
-	iou, corr, _ = Agreement(black, black, 0.5)
+	iou, corr, _ = Agreement(black, black)
 	if iou[0] != 1 || corr[0] != 0 {
 		t.Fatalf("two blank images: IoU %v corr %v, want 1 and 0", iou, corr)
 	}
-	if _, _, err := Agreement(a, tensor.New(1, 1, 15, 16), 0.5); err == nil {
+	if _, _, err := Agreement(a, tensor.New(1, 1, 15, 16)); err == nil {
 		t.Fatal("different shapes accepted")
 	}
 	if p := Pearson([]float32{1, 2, 3}, []float32{3, 2, 1}); math.Abs(p+1) > 1e-12 {
