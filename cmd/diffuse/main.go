@@ -28,6 +28,7 @@ func init() {
 		{"train", "train a diffusion model on MNIST or a folder of images", runTrain},
 		{"sample", "generate images with a trained (or the embedded) model", runSample},
 		{"eval", "score samples with the MNIST classifier (class histogram, classifier-FID)", runEval},
+		{"likelihood", "bits/dim of a model on MNIST test images (probability-flow ODE)", runLikelihood},
 		{"bench", "measure the engine: `diffuse bench unet-s` (speed, memory, parity with PyTorch)", runBench},
 	}
 }
@@ -41,7 +42,7 @@ Usage:
 Commands:
 `)
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, `
 Run 'diffuse COMMAND --help' for a command's flags and examples.
