@@ -29,6 +29,8 @@ func init() {
 		{"sample", "generate images with a trained (or the embedded) model", runSample},
 		{"eval", "score samples with the MNIST classifier (class histogram, classifier-FID)", runEval},
 		{"likelihood", "bits/dim of a model on MNIST test images (probability-flow ODE)", runLikelihood},
+		{"train-controlnet", "train a ControlNet (edges or silhouette control) for a frozen base model", runTrainControlNet},
+		{"eval-controlnet", "measure how well ControlNet samples follow their controls (edge IoU, correlation)", runEvalControlNet},
 		{"bench", "measure the engine: `diffuse bench unet-s` (speed, memory, parity with PyTorch)", runBench},
 	}
 }

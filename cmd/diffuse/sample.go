@@ -69,6 +69,7 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	raw := fs.Bool("raw-weights", false, "use the raw training weights of a checkpoint instead of the EMA")
 	sm := samplerFlags(fs)
 	cf := conditionFlags(fs)
+	ctl := controlNetFlags(fs)
 	cg := classifierGuidanceFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse sample [flags]
@@ -89,6 +90,10 @@ Examples:
   diffuse sample --model runs/mnist-class/model.safetensors --label 4 --negative-label 9
   diffuse sample --classifier-guidance 5 --label all --cols 10 --eta 1
                                      # unconditional model + noisy-classifier guidance
+  diffuse sample --controlnet runs/controlnet-edges/controlnet.safetensors --control edges.png -n 16
+                                     # ControlNet: 16 digits following one edge map (28×28 PNG)
+  diffuse sample --controlnet runs/controlnet-edges/controlnet.safetensors --control-from digit.png --with-control
+                                     # edges computed from a digit image; grid of control | sample
 
 Flags:
 `)
@@ -105,6 +110,9 @@ Flags:
 	}
 	net, cfg, name, err := loadModel(*modelPath, !*raw)
 	if err != nil {
+		return err
+	}
+	if net, cfg, name, *n, err = ctl.wrap(net, cfg, name, *modelPath, *n, cf.set("n"), stderr); err != nil {
 		return err
 	}
 	if net, _, err = cf.wrap(net, *n); err != nil {
@@ -124,7 +132,8 @@ Flags:
 			return fmt.Errorf("-o %s: directory %s does not exist; create it or choose another path", *out, dir)
 		}
 	}
-	if err := imageio.SavePNG(*out, imageio.Grid(imgs, *cols, 2, *scale)); err != nil {
+	gimgs, gcols := ctl.grid(imgs, *cols)
+	if err := imageio.SavePNG(*out, imageio.Grid(gimgs, gcols, 2, *scale)); err != nil {
 		return err
 	}
 	if *singles != "" {
