@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"github.com/diffuse-go/diffuse/denoiser"
 	"github.com/diffuse-go/diffuse/internal/progress"
 	"github.com/diffuse-go/diffuse/model"
 	"github.com/diffuse-go/diffuse/sampler"
-	"github.com/diffuse-go/diffuse/schedule"
 	"github.com/diffuse-go/diffuse/tensor"
 	"github.com/diffuse-go/diffuse/train"
 )
@@ -29,8 +27,9 @@ func IsKSampler(name string) bool {
 }
 
 // GenerateK samples N images with a k-diffusion sampler from a network
-// trained with cfg (any prediction type), through the discrete-time
-// denoiser adapter. The σ range is the network's training range.
+// trained with cfg (DDPM with any prediction type, through the discrete-time
+// denoiser adapter, or NCSN through the VE one; see NewDenoiser). The σ
+// range is the network's training range.
 func GenerateK(net model.Network, cfg train.Config, ks KSampler, o Options) (*tensor.Tensor, error) {
 	if o.N < 1 {
 		return nil, fmt.Errorf("sample: need at least one image (got -n %d)", o.N)
@@ -42,11 +41,7 @@ func GenerateK(net model.Network, cfg train.Config, ks KSampler, o Options) (*te
 	if err != nil {
 		return nil, err
 	}
-	sched, err := cfg.NoiseSchedule()
-	if err != nil {
-		return nil, err
-	}
-	d, err := denoiser.NewDiscrete(net, sched, schedule.PredictionType(cfg.Prediction))
+	d, err := NewDenoiser(net, cfg)
 	if err != nil {
 		return nil, err
 	}

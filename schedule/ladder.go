@@ -83,3 +83,10 @@ func (l Ladder) Label(sigma float64) float32 {
 	c := MaxLabel * (math.Log(sigma) - math.Log(l.SigmaMin)) / (math.Log(l.SigmaMax) - math.Log(l.SigmaMin))
 	return float32(min(max(c, 0), MaxLabel))
 }
+
+// SigmaOfLabel inverts Label on [0, 999]: σ(c) = σ_min·(σ_max/σ_min)^(c/999)
+// (c is clamped to [0, 999]).
+func (l Ladder) SigmaOfLabel(c float64) float64 {
+	c = min(max(c, 0), MaxLabel)
+	return math.Exp(math.Log(l.SigmaMin) + c/MaxLabel*(math.Log(l.SigmaMax)-math.Log(l.SigmaMin)))
+}

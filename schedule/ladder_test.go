@@ -35,6 +35,11 @@ func TestLadder(t *testing.T) {
 			t.Fatalf("labels not decreasing along the ladder at %d", i)
 		}
 	}
+	for _, sg := range []float64{0.01, 0.3, 7, 35} {
+		if back := l.SigmaOfLabel(float64(l.Label(sg))); math.Abs(back-sg) > 1e-5*sg {
+			t.Errorf("SigmaOfLabel(Label(%v)) = %v", sg, back)
+		}
+	}
 	if l.Label(1e-5) != 0 || l.Label(1e5) != MaxLabel {
 		t.Error("labels outside the ladder are not clamped")
 	}

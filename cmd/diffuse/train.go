@@ -49,11 +49,16 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	classes := fs.Int("classes", 0, "train a class-conditional model on this many labels (MNIST: 10); 0: unconditional")
 	condDrop := fs.Float64("cond-dropout", 0.1, "with --classes: probability of training on the null label (needed for classifier-free guidance)")
 	initFrom := fs.String("init-from", "", "initialize from this checkpoint/export's weights (fine-tune; e.g. a class-conditional model from the embedded unconditional one: --init-from embedded)")
+	objective := fs.String("objective", "ddpm", "training objective: ddpm, or ncsn (denoising score matching on a σ ladder; sample it with --sampler langevin, any k-diffusion sampler, ddim or ddpm)")
+	sigmaMin := fs.Float64("sigma-min", train.DefaultSigmaMin, "ncsn: smallest noise level σ_L (data units; images are in [-1, 1])")
+	sigmaMax := fs.Float64("sigma-max", train.DefaultSigmaMax, "ncsn: largest noise level σ_1 (≈ the largest distance between two training images: 35 suits MNIST)")
+	numScales := fs.Int("num-scales", train.DefaultNumScales, "ncsn: number of geometric noise levels L")
 	export := fs.String("export", "", "at the end, also write a sampling-only FP16 model file here (EMA weights + config)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse train [flags]
 
-Trains a diffusion model (DDPM objective) and writes into --out:
+Trains a diffusion model (DDPM objective, or NCSN with --objective ncsn)
+and writes into --out:
   checkpoint.safetensors  weights, EMA, optimizer and RNG state, step, config
                           (written atomically; --resume continues bit-exactly)
   loss.csv, loss.png      the loss per step, and a plot of it
@@ -66,6 +71,8 @@ Examples:
   diffuse train --data ./my-faces --size 28 --channels 1 --out runs/faces
   diffuse train --out runs/mnist --resume --steps 10000   # continue and extend
   diffuse train --out runs/mnist --resume --steps 12000 --lr 2e-4   # ... at a lower learning rate
+  diffuse train --objective ncsn --steps 3000 --out runs/ncsn --export ncsn.safetensors
+                                                    # NCSN score model (σ 35 → 0.01, 100 levels)
   diffuse train --classes 10 --init-from embedded --steps 2000 --out runs/mnist-class
                                                     # class-conditional (for --label and --cfg)
 
@@ -95,7 +102,7 @@ Flags:
 			// recorded in the config so the checkpoint says what was used last.
 			st.Config.LR = float32(*lr)
 		}
-		for _, name := range []string{"classes", "init-from", "cond-dropout", "data", "arch", "batch", "prediction", "schedule", "seed", "size", "channels", "weighting", "zero-snr"} {
+		for _, name := range []string{"objective", "sigma-min", "sigma-max", "num-scales", "classes", "init-from", "cond-dropout", "data", "arch", "batch", "prediction", "schedule", "seed", "size", "channels", "weighting", "zero-snr"} {
 			if set[name] {
 				return fmt.Errorf("--%s cannot change when resuming (the run's config fixes it); only --steps and --lr can", name)
 			}
@@ -122,11 +129,16 @@ Flags:
 			"weighting": func() { cfg.Weighting = *weighting }, "min-snr-gamma": func() { cfg.MinSNRGamma = *gamma },
 			"schedule": func() { cfg.Schedule = *sched }, "zero-snr": func() { cfg.ZeroSNR = *zeroSNR }, "seed": func() { cfg.Seed = *seed },
 			"classes": func() { cfg.Model.Classes = *classes }, "init-from": func() { cfg.InitFrom = *initFrom },
+			"objective": func() { cfg.Objective = *objective }, "sigma-min": func() { cfg.SigmaMin = *sigmaMin },
+			"sigma-max": func() { cfg.SigmaMax = *sigmaMax }, "num-scales": func() { cfg.NumScales = *numScales },
 		}
 		for name, f := range apply {
 			if set[name] {
 				f()
 			}
+		}
+		if cfg.IsNCSN() {
+			cfg.SetNCSNDefaults()
 		}
 		if cfg.Model.Classes > 0 && !set["config"] || set["cond-dropout"] {
 			cfg.CondDropout = *condDrop
@@ -225,6 +237,9 @@ func sampleGrid(st *train.State, path string) error {
 		if net, err = guidance.NewCFG(c, &model.Cond{Labels: labels}, nil, []float64{3}, n); err != nil {
 			return err
 		}
+	}
+	if net, _, err = pipeline.EpsNetwork(net, st.Config); err != nil { // NCSN: the score network as an ε-network
+		return err
 	}
 	imgs, err := pipeline.Generate(net, st.Config.Model, s, pipeline.Options{N: n, Seed: 0})
 	if err != nil {
