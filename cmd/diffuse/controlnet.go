@@ -347,8 +347,7 @@ func (c *controlFlags) grid(imgs *tensor.Tensor, cols int) (*tensor.Tensor, int)
 	if !c.withControl || c.ctrl == nil {
 		return imgs, cols
 	}
-	if cols == 0 {
-		cols = 4
+	if cols == 0 { // pairs per row: a square layout of the samples
 		for cols*cols < imgs.Dim(0) {
 			cols++
 		}
