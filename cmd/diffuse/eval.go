@@ -114,6 +114,8 @@ Flags:
 			what += fmt.Sprintf(" eta %g", sm.Eta)
 		case sm.Name == "ddpm":
 			what += " " + sm.Variance
+		case sm.Name == "langevin":
+			what += fmt.Sprintf(" (noise levels) × %d, ε %s", sm.Langevin.StepsPerLevel, map[bool]string{true: "auto", false: fmt.Sprint(sm.Langevin.Eps)}[sm.Langevin.Eps == 0])
 		default:
 			what += " " + sm.Schedule
 		}

@@ -41,11 +41,15 @@ type samplerChoice struct {
 	pipeline.Sampler
 	Schedule string
 	KEta     float64
+	Langevin pipeline.Langevin // --sampler langevin (Levels comes from --steps)
 }
 
 func samplerFlags(fs *flag.FlagSet) *samplerChoice {
 	s := &samplerChoice{}
-	fs.StringVar(&s.Name, "sampler", "ddim", "ddim, ddpm, or a k-diffusion sampler: "+strings.Join(sampler.Names(), ", "))
+	fs.StringVar(&s.Name, "sampler", "", "ddim, ddpm, langevin (annealed Langevin dynamics; --steps is its number of noise levels), or a k-diffusion sampler: "+strings.Join(sampler.Names(), ", ")+" (default: langevin for NCSN models, ddim otherwise)")
+	fs.IntVar(&s.Langevin.StepsPerLevel, "langevin-steps", 5, "langevin: Langevin steps T per noise level")
+	fs.Float64Var(&s.Langevin.Eps, "langevin-eps", 0, "langevin: step size ε = α at the smallest level (α_i = ε·σ_i²/σ_min²); 0 picks NCSNv2's rule for T and the level ratio")
+	fs.BoolVar(&s.Langevin.Denoise, "langevin-denoise", true, "langevin: end with the denoising step x + σ_min²·score")
 	fs.StringVar(&s.Schedule, "schedule", "karras", "σ schedule of k-diffusion samplers: "+strings.Join(sampler.ScheduleNames(), ", "))
 	fs.Float64Var(&s.KEta, "noise-eta", 1, "noise scale η of ancestral/SDE k-diffusion samplers (0: ODE)")
 	fs.IntVar(&s.Steps, "steps", 50, "denoising steps (DDPM: 1000 is the full chain)")
@@ -83,6 +87,8 @@ Examples:
   diffuse sample --sampler ddim --steps 20 --eta 0.5 --seed 7
   diffuse sample --sampler dpmpp_2m --schedule karras --steps 20
   diffuse sample --model runs/mnist/checkpoint.safetensors --singles out/
+  diffuse sample --model runs/ncsn/model.safetensors       # NCSN: annealed Langevin, 50 levels × 5 steps
+  diffuse sample --model runs/ncsn/model.safetensors --sampler euler_ancestral   # ... or any other sampler
   diffuse sample --model runs/mnist-class/model.safetensors --label all --cfg 3 --cols 10
                                      # class-conditional, classifier-free guidance w=3
   diffuse sample --model runs/mnist-class/model.safetensors --label 7 --cfg 0,1,3,5 --cols 4
@@ -145,10 +151,28 @@ Flags:
 	return nil
 }
 
-// generate runs the DDPM/DDIM schedulers or a k-diffusion sampler.
+// generate runs the DDPM/DDIM schedulers (NCSN models through the
+// score-to-ε adapter), annealed Langevin dynamics or a k-diffusion sampler.
+// An empty sampler name becomes the model's default: langevin for NCSN
+// models, ddim otherwise.
 func generate(net model.Network, cfg train.Config, sm *samplerChoice, o pipeline.Options) (*tensor.Tensor, error) {
+	if sm.Name == "" {
+		sm.Name = "ddim"
+		if cfg.IsNCSN() {
+			sm.Name = "langevin"
+		}
+	}
+	if sm.Name == "langevin" {
+		lv := sm.Langevin
+		lv.Levels = sm.Steps
+		return pipeline.GenerateLangevin(net, cfg, lv, o)
+	}
 	if pipeline.IsKSampler(sm.Name) {
 		return pipeline.GenerateK(net, cfg, pipeline.KSampler{Name: sm.Name, Schedule: sm.Schedule, Steps: sm.Steps, Eta: sm.KEta}, o)
+	}
+	net, cfg, err := pipeline.EpsNetwork(net, cfg)
+	if err != nil {
+		return nil, err
 	}
 	s, err := pipeline.NewScheduler(cfg, sm.Sampler)
 	if err != nil {
