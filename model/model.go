@@ -13,6 +13,7 @@ import (
 	"github.com/diffuse-go/diffuse/model/cond"
 	"github.com/diffuse-go/diffuse/model/unet"
 	"github.com/diffuse-go/diffuse/nn"
+	"github.com/diffuse-go/diffuse/text"
 )
 
 // Network is a denoiser: given x_t [B, C, H, W] and timesteps t (len B,
@@ -36,6 +37,22 @@ type Conditional interface {
 	Classes() int
 }
 
+// Prompted is a Conditional network that reads text prompts (Cond.Tokens).
+// Tokenizer returns the tokenizer its vocabulary was trained with; nil
+// means the network takes no prompts (e.g. a UNet-S built without text).
+type Prompted interface {
+	Conditional
+	Tokenizer() *text.Tokenizer
+}
+
+// Tokenizer returns net's tokenizer when it reads prompts, else nil.
+func Tokenizer(net Network) *text.Tokenizer {
+	if p, ok := net.(Prompted); ok {
+		return p.Tokenizer()
+	}
+	return nil
+}
+
 // Batched is implemented by networks whose conditioning varies per image
 // of a run (class labels, prompts, per-image guidance scales). The pipelines
 // call SetBatch(start, n) before denoising images [start, start+n) of the
@@ -52,6 +69,10 @@ type Spec struct {
 	// Classes > 0 makes the network class-conditional on labels
 	// 0..Classes-1 (plus a null label for classifier-free guidance).
 	Classes int `json:"classes,omitempty"`
+	// Text, when set, makes the network text-conditional: a text encoder
+	// of this config (vocabulary included, so the checkpoint alone
+	// tokenizes prompts) read through cross-attention.
+	Text *text.Config `json:"text,omitempty"`
 }
 
 type builder struct {
@@ -67,11 +88,18 @@ var registry = map[string]builder{
 		if s.Classes < 0 {
 			return nil, fmt.Errorf("unet-s: classes must be ≥ 0 (got %d)", s.Classes)
 		}
+		if s.Text != nil {
+			u, err := unet.NewTextUNetS(rng, s.Classes, *s.Text)
+			if err != nil {
+				return nil, fmt.Errorf("unet-s: %w", err)
+			}
+			return u, nil
+		}
 		if s.Classes > 0 {
 			return unet.NewClassUNetS(rng, s.Classes), nil
 		}
 		return unet.NewUNetS(rng), nil
-	}, "the benchmark U-Net for 1×28×28 images (584k parameters; with classes > 0 a label embedding is added to the time embedding)"},
+	}, "the benchmark U-Net for 1×28×28 images (584k parameters; with classes > 0 a label embedding is added to the time embedding; with a text config, a transformer text encoder read through cross-attention at 14×14 and 7×7)"},
 }
 
 // Archs lists the known architecture names with a one-line description.

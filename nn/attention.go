@@ -39,6 +39,14 @@ func (a *MultiHeadAttention) Visit(prefix string, fn func(string, *autograd.Var)
 // and returns [B, L, D]: per head h, softmax(q_h k_hᵀ / sqrt(D/H)) v_h,
 // heads concatenated, then the output projection.
 func (a *MultiHeadAttention) Forward(g *autograd.Graph, x, ctx *autograd.Var) *autograd.Var {
+	return a.ForwardMasked(g, x, ctx, nil)
+}
+
+// ForwardMasked is Forward with bias [B, L, S] added to every head's
+// attention logits before the softmax (nil: none). A large negative bias
+// (e.g. −1e9) on a key position masks it out, as for padding tokens; every
+// query row must keep at least one unmasked key.
+func (a *MultiHeadAttention) ForwardMasked(g *autograd.Graph, x, ctx, bias *autograd.Var) *autograd.Var {
 	if ctx == nil {
 		ctx = x
 	}
@@ -52,6 +60,11 @@ func (a *MultiHeadAttention) Forward(g *autograd.Graph, x, ctx *autograd.Var) *a
 		panicShape("MultiHeadAttention", "width %d not divisible by %d heads", D, a.Heads)
 	}
 	dh := D / a.Heads
+	if bias != nil {
+		if bs := bias.Shape(); len(bs) != 3 || bs[0] != B || bs[1] != L || bs[2] != S {
+			panicShape("MultiHeadAttention", "bias %v: want [B, L, S] = [%d, %d, %d]", bs, B, L, S)
+		}
+	}
 	q := g.Reshape(a.Q.Forward(g, g.Reshape(x, B*L, D)), B, L, D)
 	k := g.Reshape(a.K.Forward(g, g.Reshape(ctx, B*S, cs[2])), B, S, D)
 	v := g.Reshape(a.V.Forward(g, g.Reshape(ctx, B*S, cs[2])), B, S, D)
@@ -61,8 +74,12 @@ func (a *MultiHeadAttention) Forward(g *autograd.Graph, x, ctx *autograd.Var) *a
 		qh := g.Narrow(q, 2, h*dh, dh)
 		kh := g.Narrow(k, 2, h*dh, dh)
 		vh := g.Narrow(v, 2, h*dh, dh)
-		p := g.Softmax(g.MatMul(qh, kh, false, true, scale)) // [B, L, S]
-		heads[h] = g.MatMul(p, vh, false, false, 1)          // [B, L, dh]
+		logits := g.MatMul(qh, kh, false, true, scale) // [B, L, S]
+		if bias != nil {
+			logits = g.Add(logits, bias)
+		}
+		p := g.Softmax(logits)
+		heads[h] = g.MatMul(p, vh, false, false, 1) // [B, L, dh]
 	}
 	o := heads[0]
 	if a.Heads > 1 {

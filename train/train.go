@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/diffuse-go/diffuse/autograd"
+	"github.com/diffuse-go/diffuse/data/captions"
 	"github.com/diffuse-go/diffuse/internal/assets"
 	"github.com/diffuse-go/diffuse/model"
 	"github.com/diffuse-go/diffuse/model/cond"
@@ -57,6 +58,12 @@ type Config struct {
 	// class-conditional U-Net from an unconditional one); "" starts from
 	// random weights.
 	InitFrom string `json:"init_from,omitempty"`
+	// Captions holds the per-digit tercile thresholds that bin MNIST
+	// images' thickness, size and slant for the captions of a
+	// text-conditional run (Model.Text set); fitted on the training set
+	// when the run starts. CondDropout is then the probability of the
+	// empty prompt.
+	Captions *captions.Thresholds `json:"captions,omitempty"`
 
 	// Objective is "ddpm" (the default; "" in configs written before it
 	// existed) or "ncsn": denoising score matching over the geometric noise
@@ -197,6 +204,17 @@ type Labeled interface {
 	BatchLabels(idx, dst []int) bool
 }
 
+// Captioned is a Dataset whose images can be described in words;
+// text-conditional training needs one (captions.Dataset).
+type Captioned interface {
+	Dataset
+	// Caption draws a caption of image i with rng.
+	Caption(i int, rng *rand.Rand) string
+}
+
+// captionStream salts the per-step caption generator's seed.
+const captionStream = 0xca9710
+
 // Options are the side channels of a run.
 type Options struct {
 	// Checkpoint is the checkpoint path (written every CheckpointEvery steps
@@ -215,6 +233,9 @@ type Options struct {
 	// StopAfter stops after this many steps of this call (0: run to
 	// Config.Steps) — for tests of resuming.
 	StopAfter int
+	// Deadline, when set, stops the run after the first step that ends
+	// past it (a wall-clock budget); the checkpoint is written there.
+	Deadline time.Time
 }
 
 // NewState starts a run from scratch.
@@ -321,6 +342,21 @@ func Run(st *State, ds Dataset, o Options) error {
 		}
 		cnet, labels = c, make([]int, B)
 	}
+	// A text-conditional model reads a caption per image, drawn afresh at
+	// every step from a generator seeded by (seed, step) — so resumed runs
+	// see the same captions — or, with probability CondDropout, the empty
+	// prompt (the null condition of classifier-free guidance).
+	var tokens [][]int
+	var capDS Captioned
+	tok := model.Tokenizer(st.Net)
+	if tok != nil {
+		c, ok := ds.(Captioned)
+		if !ok {
+			return fmt.Errorf("train: a text-conditional model needs captioned data (MNIST with --text; see package data/captions)")
+		}
+		capDS, tokens = c, make([][]int, B)
+		cnet = st.Net.(model.Conditional)
+	}
 	g := autograd.New(tensor.CPU)
 	params := st.Opt.Params
 	n := ds.Len()
@@ -329,7 +365,7 @@ func Run(st *State, ds Dataset, o Options) error {
 	start := time.Now()
 	done := 0
 	for st.Step < cfg.Steps {
-		if o.StopAfter > 0 && done >= o.StopAfter {
+		if o.StopAfter > 0 && done >= o.StopAfter || done > 0 && pastDeadline(o.Deadline) {
 			break
 		}
 		// Batch indices: sample k of the run is element k%n of epoch k/n's permutation.
@@ -348,6 +384,21 @@ func Run(st *State, ds Dataset, o Options) error {
 				if rng.Float64() < cfg.CondDropout {
 					labels[i] = cond.Null
 				}
+			}
+		}
+		if tokens != nil {
+			crng := rand.New(rand.NewPCG(cfg.Seed^captionStream, uint64(st.Step)))
+			for i := range tokens {
+				if crng.Float64() < cfg.CondDropout {
+					tokens[i] = nil
+					continue
+				}
+				capt := capDS.Caption(idx[i], crng)
+				ids, err := tok.Encode(capt)
+				if err != nil {
+					return fmt.Errorf("train step %d: caption %q: %w", st.Step+1, capt, err)
+				}
+				tokens[i] = ids
 			}
 		}
 		for i := range ts {
@@ -381,7 +432,7 @@ func Run(st *State, ds Dataset, o Options) error {
 		err := autograd.Catch(func() {
 			var out *autograd.Var
 			if cnet != nil {
-				out = cnet.ForwardCond(g, autograd.Const(xt), tf, &model.Cond{Labels: labels})
+				out = cnet.ForwardCond(g, autograd.Const(xt), tf, &model.Cond{Labels: labels, Tokens: tokens})
 			} else {
 				out = st.Net.Forward(g, autograd.Const(xt), tf)
 			}
@@ -427,7 +478,7 @@ func Run(st *State, ds Dataset, o Options) error {
 		if o.OnStep != nil {
 			o.OnStep(st.Step, loss)
 		}
-		last := st.Step == cfg.Steps || (o.StopAfter > 0 && done == o.StopAfter)
+		last := st.Step == cfg.Steps || (o.StopAfter > 0 && done == o.StopAfter) || pastDeadline(o.Deadline)
 		if o.Checkpoint != "" && (last || (o.CheckpointEvery > 0 && st.Step%o.CheckpointEvery == 0)) {
 			if logw != nil {
 				logw.Flush()
@@ -444,6 +495,8 @@ func Run(st *State, ds Dataset, o Options) error {
 	}
 	return nil
 }
+
+func pastDeadline(d time.Time) bool { return !d.IsZero() && time.Now().After(d) }
 
 // EmbeddedPrefix marks an InitFrom naming a model embedded in the binary
 // (package internal/assets), e.g. "embedded:mnist.safetensors".

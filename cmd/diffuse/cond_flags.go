@@ -13,9 +13,10 @@ import (
 // condFlags are the conditioning flags of sample and eval: class labels,
 // classifier-free guidance scales and negative labels.
 type condFlags struct {
-	label, cfg, neg string
-	set             func(name string) bool
-	resolved        []int // the labels wrap chose (a class-conditional model's default is all)
+	label, cfg, neg   string
+	prompt, negPrompt string // text-conditional models (prompt_flags.go)
+	set               func(name string) bool
+	resolved          []int // the labels wrap chose (a class-conditional model's default is all)
 }
 
 // lastCond is the condFlags of the command being run (requestedLabels reads it).
@@ -26,6 +27,8 @@ func conditionFlags(fs *flag.FlagSet) *condFlags {
 	fs.StringVar(&c.label, "label", "", "class label(s) to generate: a digit (3), a list cycled over the images (1,7), or all (image i gets i mod 10; the default for a class-conditional model)")
 	fs.StringVar(&c.cfg, "cfg", "3", "classifier-free guidance scale w (class-conditional models): 0 unconditional, 1 conditional, >1 sharper; a list (1,3,5) gives image i the (i mod len)-th scale")
 	fs.StringVar(&c.neg, "negative-label", "", "label(s) to steer away from (replaces the unconditional branch of CFG); same syntax as --label")
+	fs.StringVar(&c.prompt, "prompt", "", "text prompt(s) of a text-conditional model, e.g. \"a thin slanted seven\"; several separated by | are cycled over the images")
+	fs.StringVar(&c.negPrompt, "negative-prompt", "", "prompt(s) to steer away from (replaces the empty prompt of CFG); same syntax as --prompt")
 	c.set = func(name string) bool {
 		found := false
 		fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
@@ -112,6 +115,12 @@ func (c *condFlags) labels(n, classes int) ([]int, error) {
 // for (nil when none). Unconditional networks pass through unchanged
 // (--label may still drive classifier guidance).
 func (c *condFlags) wrap(net model.Network, n int) (model.Network, []int, error) {
+	if tok := model.Tokenizer(net); tok != nil {
+		return c.wrapText(net.(model.Conditional), tok, n)
+	}
+	if c.prompt != "" || c.negPrompt != "" {
+		return nil, nil, fmt.Errorf("--prompt and --negative-prompt need a text-conditional model (train one with 'diffuse train --text'); this one takes no text")
+	}
 	cn, ok := net.(model.Conditional)
 	if !ok || cn.Classes() == 0 {
 		if c.set("cfg") || c.set("negative-label") {

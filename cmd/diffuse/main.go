@@ -28,6 +28,7 @@ func init() {
 		{"train", "train a diffusion model on MNIST or a folder of images", runTrain},
 		{"sample", "generate images with a trained (or the embedded) model", runSample},
 		{"eval", "score samples with the MNIST classifier (class histogram, classifier-FID)", runEval},
+		{"eval-text", "how a text-conditional model follows prompts (digit accuracy, thickness/size/slant)", runEvalText},
 		{"likelihood", "bits/dim of a model on MNIST test images (probability-flow ODE)", runLikelihood},
 		{"train-controlnet", "train a ControlNet (edges or silhouette control) for a frozen base model", runTrainControlNet},
 		{"eval-controlnet", "measure how well ControlNet samples follow their controls (edge IoU, correlation)", runEvalControlNet},

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/diffuse-go/diffuse/data"
 	"github.com/diffuse-go/diffuse/guidance"
@@ -48,6 +49,8 @@ func runTrain(args []string, stdout, stderr io.Writer) error {
 	sampleEvery := fs.Int("sample-every", 1000, "write a 64-image sample grid (DDIM, 50 steps, EMA weights) every N steps (0: off)")
 	classes := fs.Int("classes", 0, "train a class-conditional model on this many labels (MNIST: 10); 0: unconditional")
 	condDrop := fs.Float64("cond-dropout", 0.1, "with --classes: probability of training on the null label (needed for classifier-free guidance)")
+	maxMin := fs.Float64("max-minutes", 0, "stop after the step that ends past this many minutes of training, with a checkpoint (and --export); 0: no limit")
+	textCond := fs.Bool("text", false, "train a text-conditional model on MNIST captions (transformer text encoder + cross-attention; sample with --prompt); --cond-dropout is then the empty-prompt rate")
 	initFrom := fs.String("init-from", "", "initialize from this checkpoint/export's weights (fine-tune; e.g. a class-conditional model from the embedded unconditional one: --init-from embedded)")
 	objective := fs.String("objective", "ddpm", "training objective: ddpm, or ncsn (denoising score matching on a σ ladder; sample it with --sampler langevin, any k-diffusion sampler, ddim or ddpm)")
 	sigmaMin := fs.Float64("sigma-min", train.DefaultSigmaMin, "ncsn: smallest noise level σ_L (data units; images are in [-1, 1])")
@@ -73,6 +76,8 @@ Examples:
   diffuse train --out runs/mnist --resume --steps 12000 --lr 2e-4   # ... at a lower learning rate
   diffuse train --objective ncsn --steps 3000 --out runs/ncsn --export ncsn.safetensors
                                                     # NCSN score model (σ 35 → 0.01, 100 levels)
+  diffuse train --text --init-from embedded --steps 1000 --out runs/mnist-text --export runs/mnist-text/model.safetensors
+                                                    # text-conditional on MNIST captions (for --prompt)
   diffuse train --classes 10 --init-from embedded --steps 2000 --out runs/mnist-class
                                                     # class-conditional (for --label and --cfg)
 
@@ -102,7 +107,7 @@ Flags:
 			// recorded in the config so the checkpoint says what was used last.
 			st.Config.LR = float32(*lr)
 		}
-		for _, name := range []string{"objective", "sigma-min", "sigma-max", "num-scales", "classes", "init-from", "cond-dropout", "data", "arch", "batch", "prediction", "schedule", "seed", "size", "channels", "weighting", "zero-snr"} {
+		for _, name := range []string{"objective", "sigma-min", "sigma-max", "num-scales", "classes", "text", "init-from", "cond-dropout", "data", "arch", "batch", "prediction", "schedule", "seed", "size", "channels", "weighting", "zero-snr"} {
 			if set[name] {
 				return fmt.Errorf("--%s cannot change when resuming (the run's config fixes it); only --steps and --lr can", name)
 			}
@@ -125,10 +130,11 @@ Flags:
 			"data": func() { cfg.Data = *dataFlag }, "size": func() { cfg.Model.Size = *size }, "channels": func() { cfg.Model.Channels = *channels },
 			"arch": func() { cfg.Model.Arch = *arch }, "steps": func() { cfg.Steps = *steps }, "batch": func() { cfg.Batch = *batch },
 			"lr": func() { cfg.LR = float32(*lr) }, "weight-decay": func() { cfg.WeightDecay = float32(*wd) }, "warmup": func() { cfg.Warmup = *warmup },
-			"clip": func() { cfg.ClipNorm = *clip }, "ema": func() { cfg.EMADecay = float32(*ema) }, "prediction": func() { cfg.Prediction = *pred },
+			"clip": func() { cfg.ClipNorm = *clip }, "prediction": func() { cfg.Prediction = *pred },
 			"weighting": func() { cfg.Weighting = *weighting }, "min-snr-gamma": func() { cfg.MinSNRGamma = *gamma },
 			"schedule": func() { cfg.Schedule = *sched }, "zero-snr": func() { cfg.ZeroSNR = *zeroSNR }, "seed": func() { cfg.Seed = *seed },
 			"classes": func() { cfg.Model.Classes = *classes }, "init-from": func() { cfg.InitFrom = *initFrom },
+			"text": func() { cfg.Model.Text = textSpec(*textCond) }, "ema": func() { cfg.EMADecay = float32(*ema) },
 			"objective": func() { cfg.Objective = *objective }, "sigma-min": func() { cfg.SigmaMin = *sigmaMin },
 			"sigma-max": func() { cfg.SigmaMax = *sigmaMax }, "num-scales": func() { cfg.NumScales = *numScales },
 		}
@@ -140,7 +146,7 @@ Flags:
 		if cfg.IsNCSN() {
 			cfg.SetNCSNDefaults()
 		}
-		if cfg.Model.Classes > 0 && !set["config"] || set["cond-dropout"] {
+		if (cfg.Model.Classes > 0 || cfg.Model.Text != nil) && !set["config"] || set["cond-dropout"] {
 			cfg.CondDropout = *condDrop
 		}
 		if cfg.InitFrom == "embedded" {
@@ -166,6 +172,10 @@ Flags:
 	if err != nil {
 		return err
 	}
+	trainData, err := textTrainData(st, ds, filepath.Join(*out, "config.json"))
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(stderr, "training %s on %s (%d images) for %d steps at batch %d → %s\n", cfg.Model.Arch, cfg.Data, ds.Len(), cfg.Steps, cfg.Batch, *out)
 	bar := progress.New(stderr, cfg.Steps, "train")
 	bar.Resume(st.Step)
@@ -181,7 +191,10 @@ Flags:
 			return sampleGrid(st, filepath.Join(*out, "samples", fmt.Sprintf("step_%06d.png", step)))
 		},
 	}
-	runErr := train.Run(st, ds, opts)
+	if *maxMin > 0 {
+		opts.Deadline = time.Now().Add(time.Duration(*maxMin * float64(time.Minute)))
+	}
+	runErr := train.Run(st, trainData, opts)
 	bar.Finish()
 	if err := plotLoss(lossCSV, filepath.Join(*out, "loss.png")); err != nil && runErr == nil {
 		runErr = err

@@ -122,6 +122,9 @@ type UNetS struct {
 	// zero-initialized, so a class-conditional network initialized from an
 	// unconditional one starts out computing exactly what that one did.
 	Class *nn.Embedding
+	// Text, when non-nil, makes the network text-conditional: a text
+	// encoder and cross-attention blocks (see NewTextUNetS and TextCond).
+	Text *TextCond
 }
 
 // NewClassUNetS builds UNet-S with a label embedding for classes classes
@@ -184,6 +187,9 @@ func (u *UNetS) Visit(prefix string, fn func(string, *autograd.Var)) {
 	if u.Class != nil {
 		u.Class.Visit(j("class_emb"), fn)
 	}
+	if u.Text != nil {
+		u.Text.Visit(prefix, fn)
+	}
 }
 
 // Forward predicts ε for x [B, 1, 28, 28] at timesteps t (len B, may be
@@ -194,11 +200,21 @@ func (u *UNetS) Forward(g *autograd.Graph, x *autograd.Var, t []float32) *autogr
 }
 
 // Embed returns SiLU(temb) [B, TembDim], the time embedding (plus the label
-// embedding of a class-conditional network) every ResBlock reads.
+// embedding of a class-conditional network, and the pooled prompt
+// embedding of a text-conditional one that has it) every ResBlock reads.
 func (u *UNetS) Embed(g *autograd.Graph, t []float32, c *cond.Cond) *autograd.Var {
+	return u.EmbedText(g, t, c, u.EncodeText(g, c, len(t)))
+}
+
+// EmbedText is Embed with the prompts already encoded (tc from EncodeText;
+// nil for a network without text conditioning).
+func (u *UNetS) EmbedText(g *autograd.Graph, t []float32, c *cond.Cond, tc *TextContext) *autograd.Var {
 	temb := u.T2.Forward(g, g.SiLU(u.T1.Forward(g, g.Timestep(t, 32))))
 	if u.Class != nil {
 		temb = g.Add(temb, u.Class.Forward(g, c.ClassIDs(len(t), u.Classes())))
+	}
+	if tc != nil && tc.Pooled != nil {
+		temb = g.Add(temb, u.Text.Pool.Forward(g, tc.Pooled))
 	}
 	return g.SiLU(temb)
 }
@@ -206,8 +222,17 @@ func (u *UNetS) Embed(g *autograd.Graph, t []float32, c *cond.Cond) *autograd.Va
 // Encode runs the stem, the down path and the middle block: it returns
 // the skips s1 [B, 32, 28, 28], s2 [B, 64, 14, 14] and the middle output
 // [B, 64, 7, 7]. hint, when non-nil, is added to the stem output (the
-// ControlNet copy feeds its control features in there).
+// ControlNet copy feeds its control features in there). It runs no
+// cross-attention: a text-conditional network's encoder path is
+// EncodeCtx.
 func (u *UNetS) Encode(g *autograd.Graph, x, st, hint *autograd.Var) (s1, s2, mid *autograd.Var) {
+	return u.EncodeCtx(g, x, st, hint, nil)
+}
+
+// EncodeCtx is Encode with the encoded prompts tc (EncodeText; nil: none):
+// a text-conditional network's cross-attention runs after res2 (so s2
+// includes it) and after the middle attention.
+func (u *UNetS) EncodeCtx(g *autograd.Graph, x, st, hint *autograd.Var, tc *TextContext) (s1, s2, mid *autograd.Var) {
 	h := u.Stem.Forward(g, x)
 	if hint != nil {
 		h = g.Add(h, hint)
@@ -215,8 +240,15 @@ func (u *UNetS) Encode(g *autograd.Graph, x, st, hint *autograd.Var) (s1, s2, mi
 	s1 = u.Res1.Forward(g, h, st)
 	h = u.Down1.Forward(g, s1)
 	s2 = u.Res2.Forward(g, h, st)
+	if tc != nil {
+		s2 = tc.cross(g, u.Text.XRes2, s2)
+	}
 	h = u.Down2.Forward(g, s2)
-	mid = u.Mid2.Forward(g, u.Attn.Forward(g, u.Mid1.Forward(g, h, st)), st)
+	h = u.Attn.Forward(g, u.Mid1.Forward(g, h, st))
+	if tc != nil {
+		h = tc.cross(g, u.Text.XMid, h)
+	}
+	mid = u.Mid2.Forward(g, h, st)
 	return s1, s2, mid
 }
 
@@ -224,13 +256,13 @@ func (u *UNetS) Encode(g *autograd.Graph, x, st, hint *autograd.Var) (s1, s2, mi
 // selects classes of a class-conditional network (−1: null label);
 // c.Residuals, when set, holds three tensors shaped like s1, s2 and the
 // middle output (see Encode) that are added to them before the decoder
-// reads them (ControlNet).
+// reads them (ControlNet). c.Tokens holds a prompt per image for a
+// text-conditional network (empty or nil: the null prompt); other networks
+// refuse prompts.
 func (u *UNetS) ForwardCond(g *autograd.Graph, x *autograd.Var, t []float32, c *cond.Cond) *autograd.Var {
-	if c != nil && len(c.Tokens) > 0 {
-		panic(&tensor.ShapeError{Op: "unet-s", Msg: "this network has no text encoder; a prompt needs a text-conditional model"})
-	}
-	st := u.Embed(g, t, c)
-	s1, s2, h := u.Encode(g, x, st, nil)
+	tc := u.EncodeText(g, c, x.Shape()[0])
+	st := u.EmbedText(g, t, c, tc)
+	s1, s2, h := u.EncodeCtx(g, x, st, nil, tc)
 	if c != nil && c.Residuals != nil {
 		if len(c.Residuals) != 3 {
 			panic(&tensor.ShapeError{Op: "unet-s", Msg: fmt.Sprintf("ControlNet residuals: got %d tensors, want 3 (s1, s2, mid)", len(c.Residuals))})
@@ -239,6 +271,9 @@ func (u *UNetS) ForwardCond(g *autograd.Graph, x *autograd.Var, t []float32, c *
 	}
 	h = u.Up2Conv.Forward(g, g.Upsample(h, 2))
 	h = u.URes2.Forward(g, g.Concat(1, h, s2), st)
+	if tc != nil {
+		h = tc.cross(g, u.Text.XURes2, h)
+	}
 	h = u.Up1Conv.Forward(g, g.Upsample(h, 2))
 	h = u.URes1.Forward(g, g.Concat(1, h, s1), st)
 	return u.OutConv.Forward(g, u.OutNorm.Forward(g, h, true))
