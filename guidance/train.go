@@ -31,7 +31,7 @@ type TrainOptions struct {
 	// Batch is the batch size (default 128).
 	Batch int
 	// LR is the AdamW peak learning rate (default 2e-3), warmed up over the
-	// first 2% of steps and cosine-decayed to 0.
+	// first 2% of steps and cosine-decayed to 0 (see MaxDuration).
 	LR float32
 	// Seed drives initialization, batches, timesteps and noise.
 	Seed uint64
@@ -40,8 +40,11 @@ type TrainOptions struct {
 	Shift int
 	// Widths are the conv widths (default classifier.DefaultNoisyWidths).
 	Widths [4]int
-	// MaxDuration stops training early once exceeded (0: no limit); the
-	// learning rate schedule then ends abruptly, so set Steps to fit.
+	// MaxDuration is a wall-clock budget (0: none). With it the learning
+	// rate schedule follows whichever is further along, steps or time, and
+	// training stops when either runs out, so a run cut short by the clock
+	// still ends its cosine decay at 0. Such runs depend on the machine's
+	// speed and are not bit-reproducible; leave it 0 for those.
 	MaxDuration time.Duration
 	// Progress is where the progress bar goes (nil: none).
 	Progress io.Writer
@@ -103,7 +106,11 @@ func TrainNoisyClassifier(train *data.Dataset, sched *schedule.Schedule, o Train
 	pos := n
 	step := 0
 	for ; step < o.Steps; step++ {
-		if o.MaxDuration > 0 && time.Since(start) > o.MaxDuration {
+		frac := float64(step) / float64(o.Steps)
+		if o.MaxDuration > 0 {
+			frac = max(frac, float64(time.Since(start))/float64(o.MaxDuration))
+		}
+		if frac >= 1 {
 			break
 		}
 		if pos+B > n {
@@ -125,7 +132,7 @@ func TrainNoisyClassifier(train *data.Dataset, sched *schedule.Schedule, o Train
 		if err := sched.AddNoise(aug, aug, eps, ts); err != nil {
 			return nil, step, err
 		}
-		lr := float64(o.LR) * 0.5 * (1 + math.Cos(math.Pi*float64(step)/float64(o.Steps)))
+		lr := float64(o.LR) * 0.5 * (1 + math.Cos(math.Pi*frac))
 		if step < warm {
 			lr *= float64(step+1) / float64(warm)
 		}

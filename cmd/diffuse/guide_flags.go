@@ -129,13 +129,13 @@ func runTrainNoisyClassifier(args []string, stdout, stderr io.Writer) error {
 	fs.Bool("noisy", true, "train the time-conditioned classifier p(y | x_t, t) for classifier guidance")
 	out := fs.String("out", "noisy_classifier.safetensors", "where to write the classifier (FP16 weights)")
 	modelPath := fs.String("model", "", "diffusion model whose noise schedule to train on (default: the embedded MNIST model)")
-	steps := fs.Int("steps", 2000, "optimizer steps")
-	batch := fs.Int("batch", 128, "batch size")
+	steps := fs.Int("steps", 3000, "optimizer steps (at most)")
+	batch := fs.Int("batch", 64, "batch size")
 	lr := fs.Float64("lr", 2e-3, "peak AdamW learning rate (2% warm-up, cosine decay)")
 	seed := fs.Uint64("seed", 0, "seed")
 	shift := fs.Int("shift", 1, "random translation augmentation, pixels")
-	widths := fs.String("widths", "32,64,64,64", "channel widths of the four conv layers (multiples of 8)")
-	maxMin := fs.Float64("max-minutes", 0, "stop training after this many minutes (0: no limit)")
+	widths := fs.String("widths", "16,32,64,64", "channel widths of the four conv layers (multiples of 8)")
+	maxMin := fs.Float64("max-minutes", 0, "wall-clock budget in minutes (0: none): training stops at --steps or at the budget, the learning rate decaying to 0 by whichever comes first (such runs are not bit-reproducible)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse eval train-classifier --noisy [flags]
 
@@ -146,7 +146,7 @@ training timesteps. Prints the test accuracy at t = 0, 250, 500, 750 of the
 saved (FP16) weights.
 
 Examples:
-  diffuse eval train-classifier --noisy --out noisy.safetensors
+  diffuse eval train-classifier --noisy --out noisy.safetensors --max-minutes 9.5
   diffuse eval train-classifier --noisy --model runs/mnist/checkpoint.safetensors --steps 4000
   diffuse sample --classifier-guidance 5 --guidance-classifier noisy.safetensors --label all
 

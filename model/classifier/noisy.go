@@ -18,7 +18,7 @@ const (
 
 // DefaultNoisyWidths are the channel widths of NoisyNet's four conv layers
 // used for the embedded noisy classifier.
-var DefaultNoisyWidths = [4]int{32, 64, 64, 64}
+var DefaultNoisyWidths = [4]int{16, 32, 64, 64}
 
 // NoisyNet is a time-conditioned classifier p(y | x_t, t) for classifier
 // guidance (Dhariwal & Nichol 2021): Net's conv stack with the diffusion
