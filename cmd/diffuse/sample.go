@@ -94,6 +94,11 @@ Examples:
   diffuse sample --model runs/mnist-class/model.safetensors --label 7 --cfg 0,1,3,5 --cols 4
                                      # per-image guidance scales in one batch
   diffuse sample --model runs/mnist-class/model.safetensors --label 4 --negative-label 9
+  diffuse sample --model runs/mnist-text/model.safetensors --prompt "a thin slanted seven" --cfg 3
+                                     # text-conditional: the model file holds its vocabulary
+  diffuse sample --model runs/mnist-text/model.safetensors --prompt "a thick three|a thin three" --cols 2
+                                     # prompts separated by | are cycled over the images
+  diffuse sample --model runs/mnist-text/model.safetensors --prompt "a seven" --negative-prompt "a thick seven"
   diffuse sample --classifier-guidance 5 --label all --cols 10 --eta 1
                                      # unconditional model + noisy-classifier guidance
   diffuse sample --controlnet runs/controlnet-edges/controlnet.safetensors --control edges.png -n 16
