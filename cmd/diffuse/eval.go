@@ -53,6 +53,8 @@ Examples:
   diffuse eval train-classifier --out classifier.safetensors
   diffuse eval --classifier-guidance 5 --label all -n 300 --eta 1   # prints label_accuracy
   diffuse eval train-classifier --noisy --out noisy.safetensors     # the guidance classifier
+  diffuse eval --model runs/mnist-text/model.safetensors --prompt "zero|one|two|three|four|five|six|seven|eight|nine" -n 200
+                                                 # text prompts (label_accuracy: the digit each names)
 
 Flags:
 `)
