@@ -64,7 +64,9 @@ and good likelihood models reach about 1 bit/dim. Models trained for sample
 quality (L_simple, like the embedded one) are not optimized for likelihood.
 
 Cost: each ODE evaluation is one forward and one backward pass over a
-batch, a few hundred evaluations per batch at the default tolerances.
+batch; the default tolerances (score_sde's 1e-5) take a few hundred per
+batch. --rtol/--atol 1e-3 takes ~70 and moved the embedded model's
+bits/dim by under 0.001 on test images, far below the standard error.
 
 Examples:
   diffuse likelihood                       # embedded model, 64 test images
