@@ -38,14 +38,23 @@ type ClassifierOptions struct {
 	// Labels[i] is the class requested for image i of a sampling run (the
 	// pipelines' SetBatch says which images a batch holds).
 	Labels []int
+	// ClipDenoised > 0 clamps the base network's x̂0 to ±ClipDenoised
+	// before the guidance is added (guided-diffusion's clip_denoised). Use
+	// it instead of the scheduler's x̂0 clipping (pipeline.Sampler.NoClip):
+	// a scheduler that clips the guided x̂0 undoes the shift where x̂0 is
+	// saturated while its ε̂ term keeps it, which reverses the guidance
+	// there (MNIST's background sits at −1, so "less ink" turns into
+	// "more ink"). 0: no clamping.
+	ClipDenoised float64
 }
 
 // ClassifierGuided is a model.Network (and model.Batched) computing the
 // classifier-guided noise prediction of Net; see the package doc. Net may
 // predict ε, x0 or v (Pred): the guidance shift is applied to the implied
-// ε̂ and mapped back to Net's output. The guidance term carries no
-// gradient: on a gradient-recording graph only Net's part is
-// differentiable.
+// ε̂ and mapped back to Net's output. The guidance term (and the x̂0
+// clamp, see ClipDenoised) is added as a constant: on a
+// gradient-recording graph, gradients flow through Net's output as if
+// the shift were not there.
 type ClassifierGuided struct {
 	Net  model.Network
 	Pred schedule.PredictionType
@@ -76,6 +85,9 @@ func NewClassifierGuided(net model.Network, cls *classifier.NoisyNet, sched *sch
 	}
 	if !(o.Temperature > 0) || math.IsInf(o.Temperature, 0) {
 		return nil, fmt.Errorf("classifier guidance: temperature must be > 0 (got %g)", o.Temperature)
+	}
+	if !(o.ClipDenoised >= 0) || math.IsInf(o.ClipDenoised, 0) {
+		return nil, fmt.Errorf("classifier guidance: clip range must be a finite number ≥ 0 (got %g)", o.ClipDenoised)
 	}
 	if len(o.Labels) == 0 {
 		return nil, fmt.Errorf("classifier guidance: no labels: give one class per image to generate")
@@ -154,18 +166,38 @@ func (c *ClassifierGuided) Forward(g *autograd.Graph, x *autograd.Var, t []float
 	per := x.Value.Numel() / b
 	delta := g.Arena().Get(x.Value.Shape()...)
 	dd, gd := delta.Data(), grad.Data()
+	xd, od := x.Value.ToHost(), out.Value.ToHost()
+	clip := c.ClipDenoised
 	for i := 0; i < b; i++ {
 		ab := c.AlphaBar(float64(t[i]))
-		// Δε = −s·√(1−ᾱ)·∇ log p, mapped to the output's units at fixed x_t.
-		k := -c.Scale * math.Sqrt(1-ab)
-		switch c.Pred {
-		case schedule.Sample: // x̂0 = (x_t − √(1−ᾱ) ε̂)/√ᾱ
-			k *= -math.Sqrt(1-ab) / math.Sqrt(ab)
-		case schedule.VPrediction: // v̂ = (ε̂ − √(1−ᾱ) x_t)/√ᾱ
-			k /= math.Sqrt(ab)
-		}
+		sa, sb := math.Sqrt(ab), math.Sqrt(1-ab)
 		for j := i * per; j < (i+1)*per; j++ {
-			dd[j] = float32(k * float64(gd[j]))
+			xv, o := float64(xd[j]), float64(od[j])
+			var x0, eps float64 // the base prediction as x̂0 and ε̂
+			switch c.Pred {
+			case schedule.Epsilon:
+				eps, x0 = o, (xv-sb*o)/sa
+			case schedule.Sample:
+				x0, eps = o, (xv-sa*o)/sb
+			case schedule.VPrediction:
+				x0, eps = sa*xv-sb*o, sa*o+sb*xv
+			}
+			if clip > 0 && (x0 > clip || x0 < -clip) {
+				x0 = math.Max(-clip, math.Min(clip, x0))
+				eps = (xv - sa*x0) / sb
+			}
+			eps -= c.Scale * sb * float64(gd[j]) // ε̂ − s·√(1−ᾱ)·∇ log p
+			x0 = (xv - sb*eps) / sa
+			var want float64
+			switch c.Pred {
+			case schedule.Epsilon:
+				want = eps
+			case schedule.Sample:
+				want = x0
+			case schedule.VPrediction:
+				want = sa*eps - sb*x0
+			}
+			dd[j] = float32(want - o)
 		}
 	}
 	return g.Add(out, autograd.Const(delta))

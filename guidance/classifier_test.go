@@ -318,3 +318,51 @@ func TestAlphaBarMatchesDiscrete(t *testing.T) {
 		t.Error("t outside [0, T−1] should clamp")
 	}
 }
+
+// With ClipDenoised the implied x̂0 is the clamped base x̂0 plus the
+// guidance shift s·(1−ᾱ)/√ᾱ·∇ log p, left unclamped.
+func TestClipDenoised(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	sched := linearSchedule(t)
+	cls := tinyClassifier(t, 8)
+	net := &convNet{nn.NewConv2d(rng, 1, 1, 3, 1, 1)}
+	x := randTensor(rng, 2, 1, 8, 8)
+	tensor.CPU.Scale(x, x, 2)
+	ts, tf, labels := []int{100, 600}, []float32{100, 600}, []int{1, 2}
+	const s = 4.0
+	grad, _, err := LogProbGrad(cls, x, tf, labels, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := autograd.NoGrad(tensor.CPU)
+	for _, pred := range []schedule.PredictionType{schedule.Epsilon, schedule.VPrediction} {
+		cg, err := NewClassifierGuided(net, cls, sched, pred, ClassifierOptions{Scale: s, Labels: labels, ClipDenoised: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		base, guided := net.Forward(g, autograd.Const(x), tf).Value, cg.Forward(g, autograd.Const(x), tf).Value
+		x0b, x0g := tensor.New(2, 1, 8, 8), tensor.New(2, 1, 8, 8)
+		if err := sched.Split(pred, base, x, ts, x0b, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := sched.Split(pred, guided, x, ts, x0g, nil); err != nil {
+			t.Fatal(err)
+		}
+		clipped := 0
+		for j, v := range x0b.Data() {
+			ab := sched.AlphasCumprod[ts[j/64]]
+			c := math.Max(-1, math.Min(1, float64(v)))
+			if c != float64(v) {
+				clipped++
+			}
+			want := c + s*(1-ab)/math.Sqrt(ab)*float64(grad.Data()[j])
+			if d := math.Abs(float64(x0g.Data()[j]) - want); d > 1e-4*(1+math.Abs(want)) {
+				t.Fatalf("%s element %d: guided x̂0 %v, want %v", pred, j, x0g.Data()[j], want)
+			}
+		}
+		if clipped == 0 {
+			t.Fatal("no base x̂0 outside [-1, 1]: the test checks nothing")
+		}
+		g.Reset()
+	}
+}

@@ -101,6 +101,9 @@ type Sampler struct {
 	Eta      float64 // DDIM η
 	Variance string  // DDPM: fixed_small (β̃_t) or fixed_large (β_t)
 	Spacing  string  // leading, trailing, linspace
+	// NoClip skips the schedulers' clamping of x̂0 to [-1, 1], for networks
+	// that clamp it themselves (guidance.ClassifierOptions.ClipDenoised).
+	NoClip bool
 }
 
 // NewScheduler builds the scheduler of sm for a model trained with cfg.
@@ -115,7 +118,7 @@ func NewScheduler(cfg train.Config, sm Sampler) (scheduler.Scheduler, error) {
 		c := scheduler.DefaultDDIMConfig()
 		c.NumTrainTimesteps, c.BetaStart, c.BetaEnd, c.BetaSchedule = cfg.Timesteps, cfg.BetaStart, cfg.BetaEnd, cfg.Schedule
 		c.RescaleBetasZeroSNR, c.PredictionType, c.TimestepSpacing = cfg.ZeroSNR, pred, spacing
-		c.ClipSample, c.ClipSampleRange = true, 1
+		c.ClipSample, c.ClipSampleRange = !sm.NoClip, 1
 		c.SetAlphaToOne = true
 		d, err := scheduler.NewDDIM(c)
 		if err != nil {
@@ -133,7 +136,7 @@ func NewScheduler(cfg train.Config, sm Sampler) (scheduler.Scheduler, error) {
 		c := scheduler.DefaultDDPMConfig()
 		c.NumTrainTimesteps, c.BetaStart, c.BetaEnd, c.BetaSchedule = cfg.Timesteps, cfg.BetaStart, cfg.BetaEnd, cfg.Schedule
 		c.RescaleBetasZeroSNR, c.PredictionType, c.TimestepSpacing = cfg.ZeroSNR, pred, spacing
-		c.ClipSample, c.ClipSampleRange = true, 1
+		c.ClipSample, c.ClipSampleRange = !sm.NoClip, 1
 		if sm.Variance != "" {
 			c.VarianceType = sm.Variance
 		}

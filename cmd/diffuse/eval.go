@@ -32,7 +32,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	grid := fs.String("grid", "", "also write the first 100 samples as a PNG grid here")
 	sm := samplerFlags(fs)
 	cf := conditionFlags(fs)
-	cg := classifierGuidanceFlags(fs)
+	cg := classifierGuidanceFlags(fs, sm)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse eval [flags]
        diffuse eval train-classifier [flags]

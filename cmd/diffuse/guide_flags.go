@@ -16,6 +16,7 @@ import (
 	"github.com/diffuse-go/diffuse/internal/assets"
 	"github.com/diffuse-go/diffuse/model"
 	"github.com/diffuse-go/diffuse/model/classifier"
+	"github.com/diffuse-go/diffuse/pipeline"
 	"github.com/diffuse-go/diffuse/safetensors"
 	"github.com/diffuse-go/diffuse/schedule"
 	"github.com/diffuse-go/diffuse/train"
@@ -26,12 +27,14 @@ import (
 type cgFlags struct {
 	scale, temperature float64
 	classifier         string
+	sm                 *samplerChoice // the command's sampler (wrap turns its x̂0 clipping off)
 }
 
 // classifierGuidanceFlags registers --classifier-guidance,
-// --guidance-classifier and --guidance-temperature on fs.
-func classifierGuidanceFlags(fs *flag.FlagSet) *cgFlags {
-	c := &cgFlags{}
+// --guidance-classifier and --guidance-temperature on fs, for a command
+// sampling with sm.
+func classifierGuidanceFlags(fs *flag.FlagSet, sm *samplerChoice) *cgFlags {
+	c := &cgFlags{sm: sm}
 	fs.Float64Var(&c.scale, "classifier-guidance", 0, "classifier guidance scale s (0: off) towards the --label classes, e.g. --classifier-guidance 5 --label all")
 	fs.StringVar(&c.classifier, "guidance-classifier", "", "noisy classifier for --classifier-guidance (default: the embedded one; make one with 'diffuse eval train-classifier --noisy')")
 	fs.Float64Var(&c.temperature, "guidance-temperature", 1, "softmax temperature τ of the guidance classifier (log p = log_softmax(logits/τ))")
@@ -80,8 +83,13 @@ func (c *cgFlags) wrap(net model.Network, cfg train.Config, n int) (model.Networ
 	if err != nil {
 		return nil, err
 	}
-	return guidance.NewClassifierGuided(net, cls, sched, schedule.PredictionType(cfg.Prediction),
-		guidance.ClassifierOptions{Scale: c.scale, Temperature: c.temperature, Labels: labels})
+	o := guidance.ClassifierOptions{Scale: c.scale, Temperature: c.temperature, Labels: labels}
+	if c.sm != nil && !pipeline.IsKSampler(c.sm.Name) {
+		// DDPM/DDIM clamp x̂0 to [-1, 1]: clamp the base x̂0 inside the
+		// guide instead, so the guided x̂0 is not clipped (see ClipDenoised).
+		o.ClipDenoised, c.sm.NoClip = 1, true
+	}
+	return guidance.NewClassifierGuided(net, cls, sched, schedule.PredictionType(cfg.Prediction), o)
 }
 
 // loadNoisyClassifier opens path, or the embedded noisy classifier when

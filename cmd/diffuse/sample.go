@@ -74,7 +74,7 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	sm := samplerFlags(fs)
 	cf := conditionFlags(fs)
 	ctl := controlNetFlags(fs)
-	cg := classifierGuidanceFlags(fs)
+	cg := classifierGuidanceFlags(fs, sm)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse sample [flags]
 
