@@ -39,6 +39,7 @@ func TestVEMatchesAnalyticScore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.ContinuousLabels = true // the analytic network is exact at every σ
 	sig := []float64{0.01, 0.05, 0.5, 2, 5}
 	x := points(len(sig), 1, 1)
 	for i, s := range sig { // put each point at its own noise scale
@@ -80,6 +81,7 @@ func TestVEAboveSigmaMax(t *testing.T) {
 	l, _ := schedule.NewLadder(0.01, 3, 20)
 	point := gmm.Mixture{W: []float64{1}, Mu: [][]float64{{-0.6, 0.4}}, S: []float64{0}}
 	d, _ := NewVE(gmm.ScoreNet{M: point, L: l}, l)
+	d.ContinuousLabels = true
 	for _, s := range []float64{3, 10, 157} {
 		x := points(3, s, 2)
 		sc, err := d.Score(x, []float64{s, s, s})
@@ -97,6 +99,7 @@ func TestVEAboveSigmaMax(t *testing.T) {
 	}
 	// For a mixture it is the hold rule, checked against its definition.
 	dm, _ := NewVE(gmm.ScoreNet{M: mix, L: l}, l)
+	dm.ContinuousLabels = true
 	x := points(2, 40, 3)
 	got, _ := dm.Denoise(x, []float64{40, 40})
 	r := 3.0 / 40
@@ -124,6 +127,7 @@ func TestScoreEpsEqualsAnalyticEps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.VE.ContinuousLabels = true
 	oracle := gmm.EpsNet{M: mix, S: sched}
 	g := autograd.NoGrad(tensor.CPU)
 	ts := []float32{0, 1, 10, 250.5, 600, 998.25, 999}
@@ -139,6 +143,7 @@ func TestScoreEpsEqualsAnalyticEps(t *testing.T) {
 	l3, _ := schedule.NewLadder(0.01, 3, 20)
 	point := gmm.Mixture{W: []float64{1}, Mu: [][]float64{{-0.6, 0.4}}, S: []float64{0}}
 	wp, _ := NewScoreEps(gmm.ScoreNet{M: point, L: l3}, l3, sched)
+	wp.VE.ContinuousLabels = true
 	got = wp.Forward(g, autograd.Const(x), ts).Value.ToHost()
 	want = gmm.EpsNet{M: point, S: sched}.Forward(g, autograd.Const(x), ts).Value.ToHost()
 	for i := range got {
@@ -184,5 +189,37 @@ func TestDDPMTrainedAsScore(t *testing.T) {
 				t.Errorf("σ=%.4g: score[%d] = %v, analytic %v", s, j, got, want[j])
 			}
 		}
+	}
+}
+
+// labelNet records the labels it is given and returns zeros.
+type labelNet struct{ got []float32 }
+
+func (n *labelNet) Visit(string, func(string, *autograd.Var)) {}
+func (n *labelNet) Forward(g *autograd.Graph, x *autograd.Var, t []float32) *autograd.Var {
+	n.got = append(n.got[:0], t...)
+	return autograd.Const(tensor.New(x.Shape()...))
+}
+
+// By default the network sees only its ladder's labels: σ between two
+// levels is given the nearer level's label (outside the ladder, the end's).
+func TestVESnapsLabels(t *testing.T) {
+	l, _ := schedule.NewLadder(0.01, 10, 4) // levels 10, 1, 0.1, 0.01
+	net := &labelNet{}
+	d, _ := NewVE(net, l)
+	sig := []float64{10, 2, 0.5, 0.2, 0.012, 0.001, 50}
+	want := []float32{999, 666, 666, 333, 0, 0, 999}
+	if _, err := d.Denoise(points(len(sig), 1, 6), sig); err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if math.Abs(float64(net.got[i]-want[i])) > 1e-3 {
+			t.Fatalf("labels for σ %v: %v, want %v", sig, net.got, want)
+		}
+	}
+	d.ContinuousLabels = true
+	d.Denoise(points(len(sig), 1, 6), sig)
+	if c := net.got[1]; math.Abs(float64(c)-999*(math.Log(2)-math.Log(0.01))/math.Log(1000)) > 1e-3 {
+		t.Errorf("continuous label of σ=2: %v", c)
 	}
 }

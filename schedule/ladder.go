@@ -90,3 +90,12 @@ func (l Ladder) SigmaOfLabel(c float64) float64 {
 	c = min(max(c, 0), MaxLabel)
 	return math.Exp(math.Log(l.SigmaMin) + c/MaxLabel*(math.Log(l.SigmaMax)-math.Log(l.SigmaMin)))
 }
+
+// LevelLabel returns the label of the ladder level nearest to sigma in
+// log σ: c(σ_i) = 999·(L−1−i)/(L−1), clamped to the ladder's range. A
+// network trained on the ladder has only ever seen these L labels.
+func (l Ladder) LevelLabel(sigma float64) float32 {
+	c := float64(l.Label(sigma))
+	k := math.Round(c / MaxLabel * float64(l.Levels-1))
+	return float32(k * MaxLabel / float64(l.Levels-1))
+}

@@ -40,6 +40,16 @@ func TestLadder(t *testing.T) {
 			t.Errorf("SigmaOfLabel(Label(%v)) = %v", sg, back)
 		}
 	}
+	for i, sg := range s {
+		for _, f := range []float64{1, 1.03, 1 / 1.03} { // within √γ ≈ 1.043 of level i
+			if got, want := l.LevelLabel(sg*f), l.Label(sg); math.Abs(float64(got-want)) > 1e-3 {
+				t.Fatalf("LevelLabel(σ_%d·%v) = %v, want level %d's label %v", i, f, got, i, want)
+			}
+		}
+	}
+	if l.LevelLabel(1e-6) != 0 || l.LevelLabel(1e6) != MaxLabel {
+		t.Error("LevelLabel outside the ladder is not clamped")
+	}
 	if l.Label(1e-5) != 0 || l.Label(1e5) != MaxLabel {
 		t.Error("labels outside the ladder are not clamped")
 	}
