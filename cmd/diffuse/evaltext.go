@@ -132,7 +132,13 @@ Flags:
 	gen := func(prompts []string) (*tensor.Tensor, error) {
 		return generatePrompts(net.(model.Conditional), tok, cfg, sm, prompts, *scale, *seed, *batch, stderr)
 	}
-	fmt.Fprintf(stdout, "model %s, %s %d steps, cfg %g, seed %d\n", name, sm.Name, sm.Steps, *scale, *seed)
+	if sm.Name == "" { // generate's default, named here for the report
+		sm.Name = "ddim"
+		if cfg.IsNCSN() {
+			sm.Name = "langevin"
+		}
+	}
+	fmt.Fprintf(stdout, "model %s, %s %d steps (eta %g), cfg %g, seed %d\n", name, sm.Name, sm.Steps, sm.Eta, *scale, *seed)
 	if !skipped["digits"] {
 		t0 := time.Now()
 		var prompts []string
