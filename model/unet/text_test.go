@@ -1,6 +1,7 @@
 package unet
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -166,5 +167,64 @@ func TestTextUNetSGradients(t *testing.T) {
 		if !nz {
 			t.Errorf("%s: gradient is all zero", p.Name)
 		}
+	}
+}
+
+// CrossAttention's gradients (built from MatMul with transpose flags,
+// Narrow, Softmax, a masking bias) match finite differences with respect
+// to the image features, the tokens and its weights.
+func TestCrossAttentionGradients(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 8))
+	a := NewCrossAttention(r, 8, 6, 2)
+	for i := range a.Proj.W.Value.Data() {
+		a.Proj.W.Value.Data()[i] = float32(r.NormFloat64() * 0.3)
+	}
+	randT := func(shape ...int) *tensor.Tensor {
+		x := tensor.New(shape...)
+		for i := range x.Data() {
+			x.Data()[i] = float32(r.NormFloat64())
+		}
+		return x
+	}
+	x, ctx, w := randT(2, 8, 3, 2), randT(2, 4, 6), randT(2, 8, 3, 2)
+	mask := &text.Mask{B: 2, L: 4, Valid: []bool{true, true, true, false, true, false, false, false}}
+	loss := func(g *autograd.Graph, xv, cv *autograd.Var) *autograd.Var {
+		return g.Sum(g.Mul(a.Forward(g, xv, cv, mask.Bias(g, 6)), autograd.Const(w)))
+	}
+	g := autograd.New(tensor.CPU)
+	xv, cv := autograd.Input(x), autograd.Input(ctx)
+	if err := g.Backward(loss(g, xv, cv)); err != nil {
+		t.Fatal(err)
+	}
+	check := func(name string, v *tensor.Tensor, grad []float32) {
+		d := v.Data()
+		for _, j := range r.Perm(len(d))[:min(8, len(d))] {
+			const h = 1e-2
+			old := d[j]
+			at := func(val float32) float64 {
+				d[j] = val
+				ng := autograd.NoGrad(tensor.CPU)
+				return float64(loss(ng, autograd.Const(x), autograd.Const(ctx)).Value.Item())
+			}
+			num := (at(old+h) - at(old-h)) / (2 * h)
+			d[j] = old
+			if math.Abs(num-float64(grad[j])) > 2e-2*math.Max(1, math.Abs(num)) {
+				t.Errorf("%s[%d]: backward %g, finite difference %g", name, j, grad[j], num)
+			}
+		}
+	}
+	check("x", x, xv.Grad.ToHost())
+	cg := cv.Grad.ToHost()
+	check("ctx", ctx, cg)
+	// Masked tokens (image 0 token 3, image 1 tokens 1–3) get no gradient.
+	for _, k := range []int{3, 5, 6, 7} {
+		for j := range 6 {
+			if cg[k*6+j] != 0 {
+				t.Fatalf("masked token %d has gradient %g", k, cg[k*6+j])
+			}
+		}
+	}
+	for _, p := range nn.Parameters(a) {
+		check(p.Name, p.Var.Value, p.Var.Grad.ToHost())
 	}
 }
