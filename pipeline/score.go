@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 
 	"github.com/diffuse-go/diffuse/denoiser"
@@ -100,14 +99,11 @@ func GenerateLangevin(net model.Network, cfg train.Config, lv Langevin, o Option
 	}
 	l, err := schedule.NewLadder(d.SigmaMin(), d.SigmaMax(), lv.Levels)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sample langevin: %w", err)
 	}
 	al := sde.AnnealedLangevin{Sigmas: l.Sigmas(), StepsPerLevel: lv.StepsPerLevel, Eps: lv.Eps, Denoise: lv.Denoise}
 	if err := al.Validate(); err != nil {
 		return nil, err
-	}
-	if math.IsInf(d.SigmaMax(), 0) {
-		return nil, fmt.Errorf("sample langevin: the model's σ_max is infinite (zero-terminal-SNR schedule); use ddim or ddpm")
 	}
 	spec := cfg.Model
 	per := spec.Channels * spec.Size * spec.Size
