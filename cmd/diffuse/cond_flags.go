@@ -16,14 +16,15 @@ type condFlags struct {
 	label, cfg, neg   string
 	prompt, negPrompt string // text-conditional models (prompt_flags.go)
 	set               func(name string) bool
-	resolved          []int // the labels wrap chose (a class-conditional model's default is all)
+	resolved          []int          // the labels wrap chose (a class-conditional model's default is all)
+	sm                *samplerChoice // wrap turns off x̂0 clamping for guided sampling
 }
 
 // lastCond is the condFlags of the command being run (requestedLabels reads it).
 var lastCond *condFlags
 
-func conditionFlags(fs *flag.FlagSet) *condFlags {
-	c := &condFlags{}
+func conditionFlags(fs *flag.FlagSet, sm *samplerChoice) *condFlags {
+	c := &condFlags{sm: sm}
 	fs.StringVar(&c.label, "label", "", "class label(s) to generate: a digit (3), a list cycled over the images (1,7), or all (image i gets i mod 10; the default for a class-conditional model)")
 	fs.StringVar(&c.cfg, "cfg", "3", "classifier-free guidance scale w (default 3 for labels, 1 for prompts): 0 unconditional, 1 conditional, >1 sharper; a list (1,3,5) gives image i the (i mod len)-th scale")
 	fs.StringVar(&c.neg, "negative-label", "", "label(s) to steer away from (replaces the unconditional branch of CFG); same syntax as --label")
@@ -148,6 +149,20 @@ func (c *condFlags) wrap(net model.Network, n int) (model.Network, []int, error)
 	if err != nil {
 		return nil, nil, err
 	}
+	c.noClipIfGuided(scales)
 	c.resolved = labels
 	return g, labels, nil
+}
+
+// noClipIfGuided turns off DDPM/DDIM's clamping of x̂0 to [-1, 1] when a
+// guidance scale is not 1. Those schedulers clamp x̂0 but step with the
+// unclamped ε; under guidance x̂0 saturates and the mismatch inverts the
+// guidance (measured: DDIM with CFG w=3 drew 0s for label 1, Euler without
+// clamping drew 1s). diffusers' guided pipelines run unclamped too.
+func (c *condFlags) noClipIfGuided(scales []float64) {
+	for _, w := range scales {
+		if w != 1 && c.sm != nil {
+			c.sm.NoClip = true
+		}
+	}
 }

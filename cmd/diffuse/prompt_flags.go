@@ -80,6 +80,7 @@ func (c *condFlags) wrapText(net model.Conditional, tok *text.Tokenizer, n int) 
 	if err != nil {
 		return nil, nil, err
 	}
+	c.noClipIfGuided(scales)
 	labels := make([]int, n)
 	for i, p := range prompts {
 		d, ok := captions.DigitOf(p)

@@ -130,11 +130,12 @@ type UNetS struct {
 // ClassScale multiplies the label embedding before it is added to the time
 // embedding. Adam moves each table entry by about lr per step whatever the
 // gradient's size, and a label row only sees the ~B/10 images of its class
-// per batch, so an unscaled zero-initialized table grows too slowly to
-// condition a pretrained network (measured: 2000 fine-tuning steps at lr
-// 5e-4 left rows of norm ≈ 0.5 against a time embedding of norm ≈ 5, and
-// CFG w=3 reached 23% label accuracy). The factor is a per-parameter
-// learning-rate boost that keeps the zero initialization.
+// per batch, so an unscaled zero-initialized table grows slowly: 2000
+// fine-tuning steps at lr 5e-4 left rows of norm ≈ 0.5 against a time
+// embedding of norm ≈ 5. The factor is a per-parameter learning-rate boost
+// that keeps the zero initialization. (That first run's poor CFG result,
+// 23% label accuracy at w=3, was mostly DDIM's x̂0 clamping, since fixed in
+// the CLI: see cmd/diffuse's noClipIfGuided.)
 const ClassScale = 10
 
 // NewClassUNetS builds UNet-S with a label embedding for classes classes
