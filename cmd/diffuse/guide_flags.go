@@ -62,6 +62,9 @@ func (c *cgFlags) wrap(net model.Network, cfg train.Config, n int) (model.Networ
 	if c.scale < 0 {
 		return nil, fmt.Errorf("--classifier-guidance %g: the scale must be ≥ 0", c.scale)
 	}
+	if !(c.temperature > 0) {
+		return nil, fmt.Errorf("--guidance-temperature %g: the temperature must be > 0 (1 is the plain softmax)", c.temperature)
+	}
 	labels := requestedLabels(n)
 	if labels == nil {
 		return nil, fmt.Errorf("--classifier-guidance needs the classes to steer towards: add --label 3, --label 0,1,2 or --label all")
