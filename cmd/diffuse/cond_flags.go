@@ -26,7 +26,7 @@ var lastCond *condFlags
 func conditionFlags(fs *flag.FlagSet, sm *samplerChoice) *condFlags {
 	c := &condFlags{sm: sm}
 	fs.StringVar(&c.label, "label", "", "class label(s) to generate: a digit (3), a list cycled over the images (1,7), or all (image i gets i mod 10; the default for a class-conditional model)")
-	fs.StringVar(&c.cfg, "cfg", "3", "classifier-free guidance scale w (default 3 for labels, 1 for prompts): 0 unconditional, 1 conditional, >1 sharper; a list (1,3,5) gives image i the (i mod len)-th scale")
+	fs.StringVar(&c.cfg, "cfg", "3", "classifier-free guidance scale w (labels and prompts): 0 unconditional, 1 conditional, >1 sharper; a list (1,3,5) gives image i the (i mod len)-th scale")
 	fs.StringVar(&c.neg, "negative-label", "", "label(s) to steer away from (replaces the unconditional branch of CFG); same syntax as --label")
 	fs.StringVar(&c.prompt, "prompt", "", "text prompt(s) of a text-conditional model, e.g. \"a thin slanted seven\"; several separated by | are cycled over the images")
 	fs.StringVar(&c.negPrompt, "negative-prompt", "", "prompt(s) to steer away from (replaces the empty prompt of CFG); same syntax as --prompt")

@@ -58,13 +58,7 @@ func (c *condFlags) wrapText(net model.Conditional, tok *text.Tokenizer, n int) 
 	if err != nil {
 		return nil, nil, err
 	}
-	w := c.cfg
-	if !c.set("cfg") {
-		// The text model of runs/mnist-text degrades under guidance (BENCHMARKS.md:
-		// 78% digit accuracy at w=1, 42% at w=2), so prompts default to w=1.
-		w = "1"
-	}
-	scales, err := parseScales(w, n)
+	scales, err := parseScales(c.cfg, n)
 	if err != nil {
 		return nil, nil, err
 	}
