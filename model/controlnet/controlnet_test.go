@@ -1,4 +1,4 @@
-package controlnet
+package controlnet_test
 
 import (
 	"math"
@@ -9,6 +9,7 @@ import (
 	"github.com/diffuse-go/diffuse/autograd"
 	"github.com/diffuse-go/diffuse/model"
 	"github.com/diffuse-go/diffuse/model/cond"
+	"github.com/diffuse-go/diffuse/model/controlnet"
 	"github.com/diffuse-go/diffuse/model/unet"
 	"github.com/diffuse-go/diffuse/nn"
 	"github.com/diffuse-go/diffuse/pipeline"
@@ -24,10 +25,10 @@ func randn(r *rand.Rand, scale float64, shape ...int) *tensor.Tensor {
 	return t
 }
 
-func setup(t *testing.T) (*unet.UNetS, *ControlNet) {
+func setup(t *testing.T) (*unet.UNetS, *controlnet.ControlNet) {
 	t.Helper()
 	base := unet.NewUNetS(rand.New(rand.NewPCG(1, 2)))
-	cn, err := New(base, rand.New(rand.NewPCG(3, 4)))
+	cn, err := controlnet.New(base, rand.New(rand.NewPCG(3, 4)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,7 +37,7 @@ func setup(t *testing.T) (*unet.UNetS, *ControlNet) {
 
 // perturbZero gives the zero convolutions small random weights (a
 // ControlNet after some training).
-func perturbZero(cn *ControlNet, seed uint64) {
+func perturbZero(cn *controlnet.ControlNet, seed uint64) {
 	r := rand.New(rand.NewPCG(seed, 9))
 	for _, c := range []*nn.Conv2d{cn.HintOut, cn.ZeroS1, cn.ZeroS2, cn.ZeroMid} {
 		for _, v := range []*autograd.Var{c.W, c.B} {
@@ -83,7 +84,7 @@ func TestZeroInitIsExactlyTheBase(t *testing.T) {
 	ts := []float32{10, 500, 999}
 	g := autograd.NoGrad(tensor.CPU)
 	want := base.Forward(g, autograd.Const(x), ts).Value.ToHost()
-	w, err := NewControlled(base, cn, ctrl, 3, 1)
+	w, err := controlnet.NewControlled(base, cn, ctrl, 3, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestZeroInitIsExactlyTheBase(t *testing.T) {
 // matches finite differences of the loss.
 func TestGradientsReachOnlyTheControlNet(t *testing.T) {
 	base, cn := setup(t)
-	Freeze(base)
+	controlnet.Freeze(base)
 	r := rand.New(rand.NewPCG(6, 6))
 	x, ctrl, target := randn(r, 1, 2, 1, 28, 28), randn(r, 1, 2, 1, 28, 28), randn(r, 1, 2, 1, 28, 28)
 	ts := []float32{100, 700}
@@ -224,7 +225,7 @@ func TestControlledBatching(t *testing.T) {
 	x := randn(r, 1, 3, 1, 28, 28)
 	ts := []float32{50, 50, 50}
 	g := autograd.NoGrad(tensor.CPU)
-	w, err := NewControlled(base, cn, ctrl, n, 1)
+	w, err := controlnet.NewControlled(base, cn, ctrl, n, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +247,7 @@ func TestControlledBatching(t *testing.T) {
 	// Through the pipeline: batches of 2 and of 5 give the same images,
 	// and one control for all equals that control repeated.
 	cfg := train.DefaultConfig()
-	gen := func(w *Controlled, batch int) []float32 {
+	gen := func(w *controlnet.Controlled, batch int) []float32 {
 		s, err := pipeline.NewScheduler(cfg, pipeline.Sampler{Name: "ddim", Steps: 2})
 		if err != nil {
 			t.Fatal(err)
@@ -265,8 +266,8 @@ func TestControlledBatching(t *testing.T) {
 	for i := 0; i < n; i++ {
 		copy(rep.Data()[i*784:], one.Data())
 	}
-	w1, _ := NewControlled(base, cn, one, n, 1)
-	wr, _ := NewControlled(base, cn, rep, n, 1)
+	w1, _ := controlnet.NewControlled(base, cn, one, n, 1)
+	wr, _ := controlnet.NewControlled(base, cn, rep, n, 1)
 	a, b := gen(w1, 2), gen(wr, 2)
 	if d := maxDiff(a, b); d != 0 {
 		t.Fatalf("one control for all differs from it repeated by %g", d)
@@ -278,13 +279,13 @@ func TestControlledBatching(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	base, cn := setup(t)
-	if _, err := New(unet.NewClassUNetS(rand.New(rand.NewPCG(1, 1)), 10), rand.New(rand.NewPCG(1, 1))); err == nil || !strings.Contains(err.Error(), "class-conditional") {
+	if _, err := controlnet.New(unet.NewClassUNetS(rand.New(rand.NewPCG(1, 1)), 10), rand.New(rand.NewPCG(1, 1))); err == nil || !strings.Contains(err.Error(), "class-conditional") {
 		t.Fatalf("class-conditional base: error %v", err)
 	}
-	if _, err := NewControlled(base, cn, tensor.New(3, 1, 28, 28), 4, 1); err == nil || !strings.Contains(err.Error(), "3 control images for 4") {
+	if _, err := controlnet.NewControlled(base, cn, tensor.New(3, 1, 28, 28), 4, 1); err == nil || !strings.Contains(err.Error(), "3 control images for 4") {
 		t.Fatalf("3 controls for 4 samples: error %v", err)
 	}
-	if _, err := NewControlled(base, cn, tensor.New(1, 1, 32, 32), 4, 1); err == nil || !strings.Contains(err.Error(), "[N, 1, 28, 28]") {
+	if _, err := controlnet.NewControlled(base, cn, tensor.New(1, 1, 32, 32), 4, 1); err == nil || !strings.Contains(err.Error(), "[N, 1, 28, 28]") {
 		t.Fatalf("32×32 control: error %v", err)
 	}
 	g := autograd.NoGrad(tensor.CPU)
