@@ -516,4 +516,3 @@ Flags:
 	}
 	return nil
 }
-
