@@ -31,5 +31,5 @@ done
 if [[ -n ${GRID:-} ]]; then
   rows=$(for k in 0 1 2 3 4 5 6 7 8 9; do for _ in 0 1 2 3 4 5 6 7 8 9; do printf '%d,' "$k"; done; done)
   "$bin" sample -n 100 --cols 10 --seed 1 --sampler ddim --steps 50 --eta 1 --label "${rows%,}" \
-    --classifier-guidance "$last" "${cargs[@]}" -o "$GRID" 2>/dev/null
+    --classifier-guidance "$last" "${cargs[@]}" -o "$GRID" >/dev/null 2>&1
 fi
