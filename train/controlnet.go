@@ -3,14 +3,12 @@ package train
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -202,24 +200,13 @@ func RunControlNet(st *ControlNetState, ds Dataset, o ControlNetOptions) error {
 	}
 	pred := schedule.PredictionType(bcfg.Prediction)
 	if ds.Len() < 1 {
-		return errors.New("train-controlnet: the dataset is empty")
+		return errors.New("train-controlnet: the dataset is empty: it trains on MNIST; check the MNIST files (see diffuse train --help)")
 	}
-	var logw *csv.Writer
-	if o.LossCSV != "" {
-		if err := trimLog(o.LossCSV, st.Step); err != nil {
-			return err
-		}
-		f, err := os.OpenFile(o.LossCSV, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return fmt.Errorf("train-controlnet: open loss log: %w (choose a writable --out directory)", err)
-		}
-		defer f.Close()
-		if fi, _ := f.Stat(); fi != nil && fi.Size() == 0 {
-			f.WriteString("step,loss,lr,grad_norm,seconds\n")
-		}
-		logw = csv.NewWriter(f)
-		defer logw.Flush()
+	logw, closeLog, err := openLossLog(o.LossCSV, st.Step, "train-controlnet")
+	if err != nil {
+		return err
 	}
+	defer closeLog()
 	B := cfg.Batch
 	s := bcfg.Model
 	x0 := tensor.New(B, s.Channels, s.Size, s.Size)

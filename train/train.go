@@ -286,22 +286,11 @@ func Run(st *State, ds Dataset, o Options) error {
 	if ds.Len() < 1 {
 		return errors.New("train: the dataset is empty: point --data at MNIST or a folder with PNG/JPEG images")
 	}
-	var logw *csv.Writer
-	if o.LossCSV != "" {
-		if err := trimLog(o.LossCSV, st.Step); err != nil {
-			return err
-		}
-		f, err := os.OpenFile(o.LossCSV, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			return fmt.Errorf("train: open loss log: %w (choose a writable --out directory)", err)
-		}
-		defer f.Close()
-		if fi, _ := f.Stat(); fi != nil && fi.Size() == 0 {
-			f.WriteString("step,loss,lr,grad_norm,seconds\n")
-		}
-		logw = csv.NewWriter(f)
-		defer logw.Flush()
+	logw, closeLog, err := openLossLog(o.LossCSV, st.Step, "train")
+	if err != nil {
+		return err
 	}
+	defer closeLog()
 	s := cfg.Model
 	B := cfg.Batch
 	x0 := tensor.New(B, s.Channels, s.Size, s.Size)
@@ -548,6 +537,28 @@ func nanError(step int, v float64, ckpt string) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", msg, ErrNaN)
+}
+
+// openLossLog opens the CSV loss log at path for appending after rows up
+// to step (later rows, from a run resumed at step, are dropped first) and
+// writes the header into a new file. It returns a nil writer and a no-op
+// close for path "". who names the command in errors.
+func openLossLog(path string, step int, who string) (*csv.Writer, func(), error) {
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	if err := trimLog(path, step); err != nil {
+		return nil, nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: open loss log: %w (choose a writable --out directory)", who, err)
+	}
+	if fi, _ := f.Stat(); fi != nil && fi.Size() == 0 {
+		f.WriteString("step,loss,lr,grad_norm,seconds\n")
+	}
+	w := csv.NewWriter(f)
+	return w, func() { w.Flush(); f.Close() }, nil
 }
 
 // trimLog drops rows past step (and any partial last line) from a loss log,
