@@ -133,10 +133,6 @@ func (c *condFlags) wrap(net model.Network, n int) (model.Network, []int, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	scales, err := parseScales(c.cfg, n)
-	if err != nil {
-		return nil, nil, err
-	}
 	var neg *model.Cond
 	if c.neg != "" {
 		nl, err := parseLabels("negative-label", c.neg, n, cn.Classes())
@@ -145,13 +141,27 @@ func (c *condFlags) wrap(net model.Network, n int) (model.Network, []int, error)
 		}
 		neg = &model.Cond{Labels: nl}
 	}
-	g, err := guidance.NewCFG(cn, &model.Cond{Labels: labels}, neg, scales, n)
+	g, err := c.newCFG(cn, &model.Cond{Labels: labels}, neg, n)
 	if err != nil {
 		return nil, nil, err
 	}
-	c.noClipIfGuided(scales)
 	c.resolved = labels
 	return g, labels, nil
+}
+
+// newCFG wraps net in classifier-free guidance with the --cfg scales and
+// turns the schedulers' x̂0 clamping off when guided (noClipIfGuided).
+func (c *condFlags) newCFG(net model.Conditional, cond, neg *model.Cond, n int) (*guidance.CFG, error) {
+	scales, err := parseScales(c.cfg, n)
+	if err != nil {
+		return nil, err
+	}
+	g, err := guidance.NewCFG(net, cond, neg, scales, n)
+	if err != nil {
+		return nil, err
+	}
+	c.noClipIfGuided(scales)
+	return g, nil
 }
 
 // noClipIfGuided turns off DDPM/DDIM's clamping of x̂0 to [-1, 1] when a

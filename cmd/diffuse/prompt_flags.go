@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/diffuse-go/diffuse/data/captions"
-	"github.com/diffuse-go/diffuse/guidance"
 	"github.com/diffuse-go/diffuse/model"
 	"github.com/diffuse-go/diffuse/text"
 )
@@ -58,10 +57,6 @@ func (c *condFlags) wrapText(net model.Conditional, tok *text.Tokenizer, n int) 
 	if err != nil {
 		return nil, nil, err
 	}
-	scales, err := parseScales(c.cfg, n)
-	if err != nil {
-		return nil, nil, err
-	}
 	var neg *model.Cond
 	if c.negPrompt != "" {
 		nt, _, err := encodePrompts("negative-prompt", c.negPrompt, tok, n)
@@ -70,11 +65,10 @@ func (c *condFlags) wrapText(net model.Conditional, tok *text.Tokenizer, n int) 
 		}
 		neg = &model.Cond{Tokens: nt}
 	}
-	g, err := guidance.NewCFG(net, &model.Cond{Tokens: tokens}, neg, scales, n)
+	g, err := c.newCFG(net, &model.Cond{Tokens: tokens}, neg, n)
 	if err != nil {
 		return nil, nil, err
 	}
-	c.noClipIfGuided(scales)
 	labels := make([]int, n)
 	for i, p := range prompts {
 		d, ok := captions.DigitOf(p)
