@@ -104,6 +104,11 @@ type Sampler struct {
 	// NoClip skips the schedulers' clamping of x̂0 to [-1, 1], for networks
 	// that clamp it themselves (guidance.ClassifierOptions.ClipDenoised).
 	NoClip bool
+	// ClipEps makes DDIM step with the ε̂ recomputed from the clamped x̂0
+	// (diffusers' use_clipped_model_output), so that x̂0 and ε̂ agree on
+	// x_t; by default DDIM clamps x̂0 but steps with the model's own ε̂.
+	// DDPM steps from x̂0 alone and ignores it.
+	ClipEps bool
 }
 
 // NewScheduler builds the scheduler of sm for a model trained with cfg.
@@ -128,6 +133,7 @@ func NewScheduler(cfg train.Config, sm Sampler) (scheduler.Scheduler, error) {
 			return nil, fmt.Errorf("--eta must be in [0, 1] (got %g)", sm.Eta)
 		}
 		d.Eta = sm.Eta
+		d.UseClippedModelOutput = sm.ClipEps && !sm.NoClip
 		if err := d.SetTimesteps(sm.Steps); err != nil {
 			return nil, err
 		}

@@ -80,3 +80,55 @@ func TestGenerateKDeterministic(t *testing.T) {
 		t.Error("unknown sampler: want an error")
 	}
 }
+
+// TestClipModes: DDIM's three x̂0 treatments (clamp with the model's ε,
+// clamp and recompute ε, no clamp) are distinct runs, and recomputing ε
+// the clamped modes end inside [-1, 1] where the unclamped run leaves it.
+func TestClipModes(t *testing.T) {
+	cfg := train.DefaultConfig()
+	spec := model.Spec{Arch: "test", Channels: 1, Size: 4}
+	run := func(sm Sampler) []float32 {
+		s, err := NewScheduler(cfg, sm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := Generate(shrink{}, spec, s, Options{N: 4, Batch: 4, Seed: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Data()
+	}
+	base := Sampler{Name: "ddim", Steps: 10}
+	on := run(base)
+	eps := base
+	eps.ClipEps = true
+	recomputed := run(eps)
+	off := base
+	off.NoClip = true
+	free := run(off)
+	differ := func(a, b []float32) bool {
+		for i := range a {
+			if a[i] != b[i] {
+				return true
+			}
+		}
+		return false
+	}
+	if !differ(on, recomputed) || !differ(on, free) || !differ(recomputed, free) {
+		t.Fatal("clip modes on/eps/off should give three different runs")
+	}
+	outside := func(xs []float32) bool {
+		for _, v := range xs {
+			if v < -1-1e-5 || v > 1+1e-5 {
+				return true
+			}
+		}
+		return false
+	}
+	if outside(recomputed) || outside(on) {
+		t.Error("clamped modes ended outside [-1, 1]")
+	}
+	if !outside(free) {
+		t.Error("off: this network's samples should leave [-1, 1] unclamped")
+	}
+}

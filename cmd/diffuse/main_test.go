@@ -34,6 +34,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"train", "--data", filepath.Join(dir, "no-such-folder"), "--out", filepath.Join(dir, "run")}, "no-such-folder"},
 		{[]string{"train", "--prediction", "banana", "--out", filepath.Join(dir, "run2")}, "banana"},
 		{[]string{"eval", "extra-arg"}, "train-classifier"},
+		{[]string{"sample", "--clip", "sometimes"}, "on, eps or off"},
 	}
 	for _, c := range cases {
 		_, _, err := runCLI(c.args...)

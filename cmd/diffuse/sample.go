@@ -56,6 +56,19 @@ func samplerFlags(fs *flag.FlagSet) *samplerChoice {
 	fs.Float64Var(&s.Eta, "eta", 0, "DDIM η in [0, 1]: 0 deterministic, 1 DDPM-like noise")
 	fs.StringVar(&s.Variance, "variance", "fixed_small", "DDPM variance: fixed_small (β̃_t) or fixed_large (β_t)")
 	fs.StringVar(&s.Spacing, "spacing", "leading", "timestep spacing: leading, trailing or linspace")
+	fs.Func("clip", "x̂0 clamping of ddim/ddpm: on (clamp x̂0 to [-1, 1], DDIM steps with the model's ε; diffusers' default), eps (clamp x̂0 and step DDIM with the ε recomputed from it; diffusers' use_clipped_model_output), off (default on; guided runs are always off)", func(v string) error {
+		switch v {
+		case "on":
+			s.NoClip, s.ClipEps = false, false
+		case "eps":
+			s.NoClip, s.ClipEps = false, true
+		case "off":
+			s.NoClip, s.ClipEps = true, false
+		default:
+			return fmt.Errorf("want on, eps or off (got %q)", v)
+		}
+		return nil
+	})
 	return s
 }
 
