@@ -214,24 +214,15 @@ func RunControlNet(st *ControlNetState, ds Dataset, o ControlNetOptions) error {
 	idx, ts, tf, w := make([]int, B), make([]int, B), make([]float32, B), make([]float32, B)
 	rng := rand.New(st.RNG)
 	g := autograd.New(tensor.CPU)
-	params := st.Opt.Params
-	n := ds.Len()
-	var perm []int
-	permEpoch := -1
+	order := newEpochOrder(cfg.Seed, ds.Len())
+	opt := optimizer{opt: st.Opt, ema: st.EMA, lr: cfg.LR, warmup: cfg.Warmup, clip: cfg.ClipNorm}
 	start := time.Now()
 	done := 0
 	for st.Step < cfg.Steps {
 		if o.StopAfter > 0 && done >= o.StopAfter {
 			break
 		}
-		for i := range idx {
-			k := st.Step*B + i
-			if e := k / n; e != permEpoch {
-				perm = rand.New(rand.NewPCG(cfg.Seed, uint64(e)+1)).Perm(n)
-				permEpoch = e
-			}
-			idx[i] = perm[k%n]
-		}
+		order.fill(idx, st.Step)
 		ds.Batch(idx, x0)
 		if err := cfg.Control.Apply(ctrl, x0); err != nil {
 			return err
@@ -253,53 +244,23 @@ func RunControlNet(st *ControlNetState, ds Dataset, o ControlNetOptions) error {
 		if err := sched.Target(pred, target, x0, eps, xt, ts); err != nil {
 			return err
 		}
-		var loss float64
-		err := autograd.Catch(func() {
+		r, err := opt.step(g, st.Step, o.Checkpoint, "train-controlnet", func() *autograd.Var {
 			x := autograd.Const(xt)
 			res := st.Net.Forward(g, x, tf, autograd.Const(ctrl))
-			l := g.WeightedMSE(st.Base.ForwardCond(g, x, tf, &cond.Cond{Residuals: res}), autograd.Const(target), w)
-			loss = float64(l.Value.Item())
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				return
-			}
-			optim.ZeroGrad(params)
-			if err := g.Backward(l); err != nil {
-				panic(&tensor.ShapeError{Op: "Backward", Msg: err.Error()})
-			}
+			return g.WeightedMSE(st.Base.ForwardCond(g, x, tf, &cond.Cond{Residuals: res}), autograd.Const(target), w)
 		})
-		g.Reset()
 		if err != nil {
-			return fmt.Errorf("train-controlnet step %d: %w", st.Step+1, err)
+			return err
 		}
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nanError(st.Step+1, loss, o.Checkpoint)
-		}
-		gn := optim.GradNorm(params)
-		if math.IsNaN(gn) || math.IsInf(gn, 0) {
-			return nanError(st.Step+1, gn, o.Checkpoint)
-		}
-		if cfg.ClipNorm > 0 {
-			optim.ClipGradNorm(params, cfg.ClipNorm)
-		}
-		lr := cfg.LR
-		if cfg.Warmup > 0 && st.Step < cfg.Warmup {
-			lr = cfg.LR * float32(st.Step+1) / float32(cfg.Warmup)
-		}
-		st.Opt.LR = lr
-		st.Opt.Update()
-		st.EMA.UpdateAt(st.Step)
+		loss := r.loss
 		st.Step++
 		done++
 		st.LastLoss = loss
-		if logw != nil {
-			logw.Write([]string{strconv.Itoa(st.Step), strconv.FormatFloat(loss, 'g', 6, 64),
-				strconv.FormatFloat(float64(lr), 'g', 4, 64), strconv.FormatFloat(gn, 'g', 4, 64),
-				strconv.FormatFloat(time.Since(start).Seconds(), 'f', 2, 64)})
-		}
+		logStep(logw, st.Step, r, start)
 		if o.OnStep != nil {
 			o.OnStep(st.Step, loss)
 		}
-		last := st.Step == cfg.Steps || (o.StopAfter > 0 && done == o.StopAfter) || (!o.Deadline.IsZero() && time.Now().After(o.Deadline))
+		last := st.Step == cfg.Steps || (o.StopAfter > 0 && done == o.StopAfter) || pastDeadline(o.Deadline)
 		if o.Checkpoint != "" && (last || (o.CheckpointEvery > 0 && st.Step%o.CheckpointEvery == 0)) {
 			if logw != nil {
 				logw.Flush()

@@ -8,7 +8,6 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -347,25 +346,15 @@ func Run(st *State, ds Dataset, o Options) error {
 		cnet = st.Net.(model.Conditional)
 	}
 	g := autograd.New(tensor.CPU)
-	params := st.Opt.Params
-	n := ds.Len()
-	var perm []int
-	permEpoch := -1
+	order := newEpochOrder(cfg.Seed, ds.Len())
+	opt := optimizer{opt: st.Opt, ema: st.EMA, lr: cfg.LR, warmup: cfg.Warmup, clip: cfg.ClipNorm}
 	start := time.Now()
 	done := 0
 	for st.Step < cfg.Steps {
 		if o.StopAfter > 0 && done >= o.StopAfter || done > 0 && pastDeadline(o.Deadline) {
 			break
 		}
-		// Batch indices: sample k of the run is element k%n of epoch k/n's permutation.
-		for i := range idx {
-			k := st.Step*B + i
-			if e := k / n; e != permEpoch {
-				perm = rand.New(rand.NewPCG(cfg.Seed, uint64(e)+1)).Perm(n)
-				permEpoch = e
-			}
-			idx[i] = perm[k%n]
-		}
+		order.fill(idx, st.Step)
 		ds.Batch(idx, x0)
 		if labels != nil {
 			ds.(Labeled).BatchLabels(idx, labels)
@@ -417,53 +406,23 @@ func Run(st *State, ds Dataset, o Options) error {
 				w[i] = float32(sched.MinSNRWeight(pred, ts[i], cfg.MinSNRGamma))
 			}
 		}
-		var loss float64
-		err := autograd.Catch(func() {
+		r, err := opt.step(g, st.Step, o.Checkpoint, "train", func() *autograd.Var {
 			var out *autograd.Var
 			if cnet != nil {
 				out = cnet.ForwardCond(g, autograd.Const(xt), tf, &model.Cond{Labels: labels, Tokens: tokens})
 			} else {
 				out = st.Net.Forward(g, autograd.Const(xt), tf)
 			}
-			l := g.WeightedMSE(out, autograd.Const(target), w)
-			loss = float64(l.Value.Item())
-			if math.IsNaN(loss) || math.IsInf(loss, 0) {
-				return
-			}
-			optim.ZeroGrad(params)
-			if err := g.Backward(l); err != nil {
-				panic(&tensor.ShapeError{Op: "Backward", Msg: err.Error()})
-			}
+			return g.WeightedMSE(out, autograd.Const(target), w)
 		})
-		g.Reset()
 		if err != nil {
-			return fmt.Errorf("train step %d: %w", st.Step+1, err)
+			return err
 		}
-		if math.IsNaN(loss) || math.IsInf(loss, 0) {
-			return nanError(st.Step+1, loss, o.Checkpoint)
-		}
-		gn := optim.GradNorm(params)
-		if math.IsNaN(gn) || math.IsInf(gn, 0) {
-			return nanError(st.Step+1, gn, o.Checkpoint)
-		}
-		if cfg.ClipNorm > 0 {
-			optim.ClipGradNorm(params, cfg.ClipNorm)
-		}
-		lr := st.Config.LR
-		if cfg.Warmup > 0 && st.Step < cfg.Warmup {
-			lr = cfg.LR * float32(st.Step+1) / float32(cfg.Warmup)
-		}
-		st.Opt.LR = lr
-		st.Opt.Update()
-		st.EMA.UpdateAt(st.Step)
+		loss := r.loss
 		st.Step++
 		done++
 		st.LastLoss = loss
-		if logw != nil {
-			logw.Write([]string{strconv.Itoa(st.Step), strconv.FormatFloat(loss, 'g', 6, 64),
-				strconv.FormatFloat(float64(lr), 'g', 4, 64), strconv.FormatFloat(gn, 'g', 4, 64),
-				strconv.FormatFloat(time.Since(start).Seconds(), 'f', 2, 64)})
-		}
+		logStep(logw, st.Step, r, start)
 		if o.OnStep != nil {
 			o.OnStep(st.Step, loss)
 		}
