@@ -100,6 +100,7 @@ Examples:
   diffuse sample --sampler ddim --steps 20 --eta 0.5 --seed 7
   diffuse sample --sampler dpmpp_2m --schedule karras --steps 20
   diffuse sample --model runs/mnist/checkpoint.safetensors --singles out/
+  diffuse sample --config sample.json -o grid.png          # settings from {"sampler": "ddim", "steps": 20, "eta": 1}
   diffuse sample --model runs/ncsn/model.safetensors       # NCSN: annealed Langevin, 50 levels × 5 steps
   diffuse sample --model runs/ncsn/model.safetensors --sampler euler_ancestral   # ... or any other sampler
   diffuse sample --model runs/mnist-class/model.safetensors --label all --cfg 3 --cols 10
@@ -123,7 +124,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
