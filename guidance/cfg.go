@@ -66,6 +66,17 @@ func NewCFG(net model.Conditional, c, neg *model.Cond, scales []float64, n int) 
 // Visit exposes the wrapped network's parameters.
 func (c *CFG) Visit(prefix string, fn func(string, *autograd.Var)) { c.Net.Visit(prefix, fn) }
 
+// Guided reports whether any guidance scale differs from 1 (model.Guided):
+// at 1 everywhere CFG is the conditional model itself.
+func (c *CFG) Guided() bool {
+	for _, w := range c.Scales {
+		if w != 1 {
+			return true
+		}
+	}
+	return false
+}
+
 // SetBatch selects images [start, start+n) of the run.
 func (c *CFG) SetBatch(start, n int) { c.start = start }
 

@@ -40,7 +40,8 @@ type ClassifierOptions struct {
 	Labels []int
 	// ClipDenoised > 0 clamps the base network's x̂0 to ±ClipDenoised
 	// before the guidance is added (guided-diffusion's clip_denoised). Use
-	// it instead of the scheduler's x̂0 clipping (pipeline.Sampler.NoClip):
+	// it instead of the scheduler's x̂0 clipping (which pipeline.Generate
+	// suspends for guided networks, see model.Guided):
 	// a scheduler that clips the guided x̂0 undoes the shift where x̂0 is
 	// saturated while its ε̂ term keeps it, which reverses the guidance
 	// there (MNIST's background sits at −1, so "less ink" turns into
@@ -106,6 +107,10 @@ func NewClassifierGuided(net model.Network, cls *classifier.NoisyNet, sched *sch
 	return &ClassifierGuided{Net: net, Pred: pred, ClassifierOptions: o, cls: cls.Frozen(),
 		alphasBar: ab, logSigma: ls, g: autograd.New(tensor.CPU)}, nil
 }
+
+// Guided reports whether the guidance scale is non-zero (model.Guided); the
+// wrapper clamps x̂0 itself when ClipDenoised > 0.
+func (c *ClassifierGuided) Guided() bool { return c.Scale != 0 }
 
 // Visit visits the base network's parameters (the classifier's are not
 // part of the wrapped model's state).

@@ -24,6 +24,16 @@ type Network interface {
 	Forward(g *autograd.Graph, x *autograd.Var, t []float32) *autograd.Var
 }
 
+// Guided is a Network whose output is a guided prediction (classifier-free
+// or classifier guidance). Its x̂0 may leave the data range on purpose, so
+// samplers must not clamp x̂0 while stepping with the guided ε̂: that
+// mismatch inverts the guidance. pipeline.Generate suspends the clamping of
+// schedulers (scheduler.Clipper) when Guided reports true.
+type Guided interface {
+	Network
+	Guided() bool
+}
+
 // Cond is the conditioning of a batch: class labels, text tokens,
 // ControlNet residuals (see package cond).
 type Cond = cond.Cond

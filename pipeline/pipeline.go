@@ -27,7 +27,9 @@ type Options struct {
 
 // Generate samples N images [N, C, H, W] from net with scheduler s (whose
 // timesteps must already be set). The same seed, options and build give
-// the same images.
+// the same images. For a guided net (model.Guided) it suspends s's
+// clamping of x̂0 (scheduler.Clipper) for the run: a clamped x̂0 with the
+// unclamped guided ε̂ inverts the guidance.
 func Generate(net model.Network, spec model.Spec, s scheduler.Scheduler, o Options) (*tensor.Tensor, error) {
 	if o.N < 1 {
 		return nil, fmt.Errorf("sample: need at least one image (got -n %d)", o.N)
@@ -38,6 +40,12 @@ func Generate(net model.Network, spec model.Spec, s scheduler.Scheduler, o Optio
 	ts := s.Timesteps()
 	if len(ts) == 0 {
 		return nil, fmt.Errorf("sample: scheduler has no timesteps; call SetTimesteps first")
+	}
+	if g, ok := net.(model.Guided); ok && g.Guided() {
+		if c, ok := s.(scheduler.Clipper); ok && c.Clips() {
+			c.SetClip(false)
+			defer c.SetClip(true)
+		}
 	}
 	out := tensor.New(o.N, spec.Channels, spec.Size, spec.Size)
 	per := spec.Channels * spec.Size * spec.Size

@@ -5,6 +5,7 @@ import (
 
 	"github.com/diffuse-go/diffuse/autograd"
 	"github.com/diffuse-go/diffuse/model"
+	"github.com/diffuse-go/diffuse/scheduler"
 	"github.com/diffuse-go/diffuse/train"
 )
 
@@ -130,5 +131,58 @@ func TestClipModes(t *testing.T) {
 	}
 	if !outside(free) {
 		t.Error("off: this network's samples should leave [-1, 1] unclamped")
+	}
+}
+
+// guidedShrink is shrink marked as a guided prediction (model.Guided).
+type guidedShrink struct {
+	shrink
+	on bool
+}
+
+func (g guidedShrink) Guided() bool { return g.on }
+
+// TestGenerateUnclampsGuided: a guided network runs as if the scheduler
+// did not clamp x̂0 (the clamp-with-guided-ε̂ mismatch inverts guidance),
+// an unguided one keeps the clamping, and the scheduler is restored after.
+func TestGenerateUnclampsGuided(t *testing.T) {
+	cfg := train.DefaultConfig()
+	spec := model.Spec{Arch: "test", Channels: 1, Size: 4}
+	for _, name := range []string{"ddim", "ddpm"} {
+		run := func(net model.Network, noClip bool) ([]float32, scheduler.Scheduler) {
+			s, err := NewScheduler(cfg, Sampler{Name: name, Steps: 10, NoClip: noClip})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := Generate(net, spec, s, Options{N: 4, Batch: 4, Seed: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return out.Data(), s
+		}
+		free, _ := run(shrink{}, true)
+		clamped, _ := run(shrink{}, false)
+		guided, s := run(guidedShrink{on: true}, false)
+		unguided, _ := run(guidedShrink{on: false}, false)
+		same := func(a, b []float32) bool {
+			for i := range a {
+				if a[i] != b[i] {
+					return false
+				}
+			}
+			return true
+		}
+		if same(free, clamped) {
+			t.Fatalf("%s: clamping should change this network's samples", name)
+		}
+		if !same(guided, free) {
+			t.Errorf("%s: a guided network should sample unclamped", name)
+		}
+		if !same(unguided, clamped) {
+			t.Errorf("%s: Guided() false should keep the clamping", name)
+		}
+		if c, ok := s.(scheduler.Clipper); !ok || !c.Clips() {
+			t.Errorf("%s: the scheduler's clamping should be restored after Generate", name)
+		}
 	}
 }

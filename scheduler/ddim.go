@@ -78,6 +78,7 @@ type DDIM struct {
 	ts         []int
 	n          int
 	thr        thresholdConfig
+	unclamped  bool // SetClip(false)
 	x0         []float64
 	pred       *tensor.Tensor
 }
@@ -190,7 +191,9 @@ func (d *DDIM) Step(modelOut *tensor.Tensor, t int, x *tensor.Tensor, noise Nois
 			eps[k] = sa*o + sb*xv
 		}
 	}
-	d.thr.apply(x0, B, per)
+	if !d.unclamped {
+		d.thr.apply(x0, B, per)
+	}
 	if d.UseClippedModelOutput {
 		for k := 0; k < n; k++ {
 			eps[k] = (float64(xs[k]) - sa*x0[k]) / sb
@@ -220,3 +223,10 @@ func (d *DDIM) Step(modelOut *tensor.Tensor, t int, x *tensor.Tensor, noise Nois
 	d.pred = newLike(x, pred)
 	return newLike(x, res), nil
 }
+
+// Clips reports whether Step clamps or thresholds x̂0 (Clipper).
+func (d *DDIM) Clips() bool { return (d.thr.clip || d.thr.threshold) && !d.unclamped }
+
+// SetClip suspends (false) or restores (true) the configured clamping or
+// thresholding of x̂0 (Clipper).
+func (d *DDIM) SetClip(on bool) { d.unclamped = !on }

@@ -88,13 +88,14 @@ func DefaultDDPMConfig() DDPMConfig {
 // is also added (with σ ≈ 1e-10 for fixed_small) on a last step whose t is
 // positive, as with steps_offset 1.
 type DDPM struct {
-	cfg   DDPMConfig
-	sched *schedule.Schedule
-	ts    []int
-	set   bool // SetTimesteps was called
-	thr   thresholdConfig
-	x0    []float64
-	pred  *tensor.Tensor
+	cfg       DDPMConfig
+	sched     *schedule.Schedule
+	ts        []int
+	set       bool // SetTimesteps was called
+	thr       thresholdConfig
+	unclamped bool // SetClip(false)
+	x0        []float64
+	pred      *tensor.Tensor
 }
 
 // NewDDPM validates c and returns its scheduler, with the T training
@@ -237,7 +238,9 @@ func (d *DDPM) Step(modelOut *tensor.Tensor, t int, x *tensor.Tensor, noise Nois
 			}
 		}
 	}
-	d.thr.apply(x0, B, per)
+	if !d.unclamped {
+		d.thr.apply(x0, B, per)
+	}
 
 	c0 := math.Sqrt(aP) * curBeta / bT
 	ct := math.Sqrt(curAlpha) * bP / bT
@@ -280,3 +283,10 @@ func (d *DDPM) Step(modelOut *tensor.Tensor, t int, x *tensor.Tensor, noise Nois
 	d.pred = newLike(x, pred)
 	return newLike(x, res), nil
 }
+
+// Clips reports whether Step clamps or thresholds x̂0 (Clipper).
+func (d *DDPM) Clips() bool { return (d.thr.clip || d.thr.threshold) && !d.unclamped }
+
+// SetClip suspends (false) or restores (true) the configured clamping or
+// thresholding of x̂0 (Clipper).
+func (d *DDPM) SetClip(on bool) { d.unclamped = !on }

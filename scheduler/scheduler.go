@@ -63,6 +63,16 @@ import (
 type NoiseFunc func(shape []int) *tensor.Tensor
 
 // Scheduler is the protocol shared by the samplers.
+// Clipper is a scheduler that clamps or thresholds x̂0 before stepping
+// (DDPM and DDIM, by their clip_sample and thresholding settings).
+type Clipper interface {
+	// Clips reports whether x̂0 is clamped or thresholded now.
+	Clips() bool
+	// SetClip(false) suspends the clamping and thresholding of x̂0;
+	// SetClip(true) restores the configured behaviour.
+	SetClip(on bool)
+}
+
 type Scheduler interface {
 	// SetTimesteps chooses n inference timesteps (1 ≤ n ≤ num_train_timesteps).
 	SetTimesteps(n int) error

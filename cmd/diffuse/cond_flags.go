@@ -149,8 +149,9 @@ func (c *condFlags) wrap(net model.Network, n int) (model.Network, []int, error)
 	return g, labels, nil
 }
 
-// newCFG wraps net in classifier-free guidance with the --cfg scales and
-// turns the schedulers' x̂0 clamping off when guided (noClipIfGuided).
+// newCFG wraps net in classifier-free guidance with the --cfg scales
+// (pipeline.Generate runs it without the schedulers' x̂0 clamping: see
+// model.Guided).
 func (c *condFlags) newCFG(net model.Conditional, cond, neg *model.Cond, n int) (*guidance.CFG, error) {
 	scales, err := parseScales(c.cfg, n)
 	if err != nil {
@@ -160,19 +161,5 @@ func (c *condFlags) newCFG(net model.Conditional, cond, neg *model.Cond, n int) 
 	if err != nil {
 		return nil, err
 	}
-	c.noClipIfGuided(scales)
 	return g, nil
-}
-
-// noClipIfGuided turns off DDPM/DDIM's clamping of x̂0 to [-1, 1] when a
-// guidance scale is not 1. Those schedulers clamp x̂0 but step with the
-// unclamped ε; under guidance x̂0 saturates and the mismatch inverts the
-// guidance (measured: DDIM with CFG w=3 drew 0s for label 1, Euler without
-// clamping drew 1s). diffusers' guided pipelines run unclamped too.
-func (c *condFlags) noClipIfGuided(scales []float64) {
-	for _, w := range scales {
-		if w != 1 && c.sm != nil {
-			c.sm.NoClip = true
-		}
-	}
 }

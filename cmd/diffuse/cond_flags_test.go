@@ -34,18 +34,18 @@ func TestConditionFlags(t *testing.T) {
 		args   []string
 		labels []int
 		scales []float64
-		noClip bool
+		guided bool
 		err    string
 	}{
-		{args: nil, labels: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1}, scales: []float64{3}, noClip: true},
+		{args: nil, labels: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1}, scales: []float64{3}, guided: true},
 		{args: []string{"--label", "7", "--cfg", "1"}, labels: []int{7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}, scales: []float64{1}},
-		{args: []string{"--label", "1,2", "--cfg", "0,3"}, labels: []int{1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2}, scales: []float64{0, 3, 0, 3, 0, 3, 0, 3, 0, 3, 0, 3}, noClip: true},
+		{args: []string{"--label", "1,2", "--cfg", "0,3"}, labels: []int{1, 2, 1, 2, 1, 2, 1, 2, 1, 2, 1, 2}, scales: []float64{0, 3, 0, 3, 0, 3, 0, 3, 0, 3, 0, 3}, guided: true},
 		{args: []string{"--label", "10"}, err: "0..9"},
 		{args: []string{"--cfg", "x"}, err: "guidance scales"},
 		{args: []string{"--negative-label", "a"}, err: "negative-label"},
 	}
 	for _, c := range cases {
-		cf, sm := parse(c.args...)
+		cf, _ := parse(c.args...)
 		got, labels, err := cf.wrap(net, 12)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
@@ -71,8 +71,8 @@ func TestConditionFlags(t *testing.T) {
 				t.Errorf("%v: scales %v, want %v", c.args, g.Scales, c.scales)
 			}
 		}
-		if sm.NoClip != c.noClip {
-			t.Errorf("%v: NoClip = %v, want %v", c.args, sm.NoClip, c.noClip)
+		if g.Guided() != c.guided {
+			t.Errorf("%v: Guided() = %v, want %v", c.args, g.Guided(), c.guided)
 		}
 	}
 	cf, _ := parse("--cfg", "3")

@@ -277,9 +277,6 @@ func generatePrompts(net model.Conditional, tok *text.Tokenizer, cfg train.Confi
 			return nil, err
 		}
 	}
-	if w != 1 {
-		sm.NoClip = true // see condFlags.noClipIfGuided
-	}
 	g, err := guidance.NewCFG(net, &model.Cond{Tokens: tokens}, nil, []float64{w}, len(prompts))
 	if err != nil {
 		return nil, err

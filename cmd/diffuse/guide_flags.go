@@ -88,9 +88,10 @@ func (c *cgFlags) wrap(net model.Network, cfg train.Config, n int) (model.Networ
 	}
 	o := guidance.ClassifierOptions{Scale: c.scale, Temperature: c.temperature, Labels: labels}
 	if c.sm != nil && !pipeline.IsKSampler(c.sm.Name) {
-		// DDPM/DDIM clamp x̂0 to [-1, 1]: clamp the base x̂0 inside the
-		// guide instead, so the guided x̂0 is not clipped (see ClipDenoised).
-		o.ClipDenoised, c.sm.NoClip = 1, true
+		// DDPM/DDIM clamp x̂0 to [-1, 1], which pipeline.Generate suspends
+		// for guided networks: clamp the base x̂0 inside the guide instead,
+		// so the guided x̂0 is not clipped (see ClipDenoised).
+		o.ClipDenoised = 1
 	}
 	return guidance.NewClassifierGuided(net, cls, sched, schedule.PredictionType(cfg.Prediction), o)
 }

@@ -241,10 +241,6 @@ func sampleGrid(st *train.State, path string) error {
 	var net model.Network = st.Net
 	n, cols := 64, 8
 	if c, ok := st.Net.(model.Conditional); ok && c.Classes() > 0 {
-		// Guided: DDIM must not clamp x̂0 (see condFlags.noClipIfGuided).
-		if s, err = pipeline.NewScheduler(st.Config, pipeline.Sampler{Name: "ddim", Steps: 50, NoClip: true}); err != nil {
-			return err
-		}
 		// Class-conditional: one column per label, CFG w = 3.
 		n, cols = 8*c.Classes(), c.Classes()
 		labels := make([]int, n)

@@ -134,8 +134,8 @@ type UNetS struct {
 // fine-tuning steps at lr 5e-4 left rows of norm ≈ 0.5 against a time
 // embedding of norm ≈ 5. The factor is a per-parameter learning-rate boost
 // that keeps the zero initialization. (That first run's poor CFG result,
-// 23% label accuracy at w=3, was mostly DDIM's x̂0 clamping, since fixed in
-// the CLI: see cmd/diffuse's noClipIfGuided.)
+// 23% label accuracy at w=3, was mostly DDIM's x̂0 clamping, since fixed:
+// see model.Guided.)
 const ClassScale = 10
 
 // NewClassUNetS builds UNet-S with a label embedding for classes classes
