@@ -85,3 +85,10 @@ func flagText(v any) (string, error) {
 	}
 	return "", fmt.Errorf("want a string, number, boolean or list, got %v", v)
 }
+
+// shortest widens a float32 default to the float64 with the same shortest
+// decimal form, so --help prints 0.001, not 0.0010000000474974513.
+func shortest(v float32) float64 {
+	f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(v), 'g', -1, 32), 64)
+	return f
+}
