@@ -62,7 +62,6 @@ import (
 // when replaying a reference run.
 type NoiseFunc func(shape []int) *tensor.Tensor
 
-// Scheduler is the protocol shared by the samplers.
 // Clipper is a scheduler that clamps or thresholds x̂0 before stepping
 // (DDPM and DDIM, by their clip_sample and thresholding settings).
 type Clipper interface {
@@ -73,6 +72,7 @@ type Clipper interface {
 	SetClip(on bool)
 }
 
+// Scheduler is the protocol shared by the samplers.
 type Scheduler interface {
 	// SetTimesteps chooses n inference timesteps (1 ≤ n ≤ num_train_timesteps).
 	SetTimesteps(n int) error
