@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,10 +64,10 @@ func TestIDXRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ds.Images.Shape(); !equalInts(got, []int{3, 1, 2, 4}) {
+	if got := ds.Images.Shape(); !slices.Equal(got, []int{3, 1, 2, 4}) {
 		t.Fatalf("shape %v", got)
 	}
-	if ds.Len() != 3 || !equalInts(ds.Shape(), []int{1, 2, 4}) {
+	if ds.Len() != 3 || !slices.Equal(ds.Shape(), []int{1, 2, 4}) {
 		t.Fatalf("Len %d Shape %v", ds.Len(), ds.Shape())
 	}
 	for i, p := range pix {
@@ -108,18 +109,6 @@ func mustPanic(t *testing.T, what string, f func()) {
 		}
 	}()
 	f()
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestIDXErrors(t *testing.T) {
@@ -221,7 +210,7 @@ func TestRealMNIST(t *testing.T) {
 	if err != nil {
 		t.Skipf("MNIST not available: %v", err)
 	}
-	if got := ds.Images.Shape(); !equalInts(got, []int{10000, 1, 28, 28}) {
+	if got := ds.Images.Shape(); !slices.Equal(got, []int{10000, 1, 28, 28}) {
 		t.Fatalf("shape %v", got)
 	}
 	if len(ds.Labels) != 10000 || ds.Labels[0] != 7 {
@@ -304,7 +293,7 @@ func TestLoadFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := rgb.Images.Shape(); !equalInts(got, []int{3, 3, 4, 4}) {
+	if got := rgb.Images.Shape(); !slices.Equal(got, []int{3, 3, 4, 4}) {
 		t.Fatalf("shape %v", got)
 	}
 	if strings.Join(rgb.Names, ",") != "a.png,b.png,c.JPG" || rgb.Labels != nil {
@@ -360,7 +349,7 @@ func TestLoadFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := gray.Images.Shape(); !equalInts(got, []int{3, 1, 4, 4}) {
+	if got := gray.Images.Shape(); !slices.Equal(got, []int{3, 1, 4, 4}) {
 		t.Fatalf("shape %v", got)
 	}
 	// Pure green → luma 0.587 → 2*0.587-1.

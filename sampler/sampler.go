@@ -37,6 +37,7 @@ package sampler
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -254,7 +255,7 @@ func (r *run) fromTensor(t *tensor.Tensor, what string) ([]float64, error) {
 	if t == nil {
 		return nil, fmt.Errorf("sampler: %s: %s returned nil", r.name, what)
 	}
-	if !sameShape(t.Shape(), r.shape) {
+	if !slices.Equal(t.Shape(), r.shape) {
 		return nil, fmt.Errorf("sampler: %s: %s returned shape %v, want %v", r.name, what, t.Shape(), r.shape)
 	}
 	host := t.ToHost()
@@ -263,18 +264,6 @@ func (r *run) fromTensor(t *tensor.Tensor, what string) ([]float64, error) {
 		out[i] = float64(v)
 	}
 	return out, nil
-}
-
-func sameShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // denoise calls the denoiser on x at noise level sigma (shared by the batch).

@@ -3,6 +3,7 @@ package sampler
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -151,7 +152,7 @@ func TestZeroDenoiserClosedForm(t *testing.T) {
 		if calls == 0 {
 			t.Errorf("%s: denoiser never called", name)
 		}
-		if !sameShape(out.Shape(), x.Shape()) {
+		if !slices.Equal(out.Shape(), x.Shape()) {
 			t.Fatalf("%s: shape %v", name, out.Shape())
 		}
 		ratio := sigmas[len(sigmas)-1] / sigmas[0]
@@ -313,7 +314,7 @@ func TestCallbackAndErrors(t *testing.T) {
 		t.Fatalf("%d callbacks, want 3", len(steps))
 	}
 	for i, s := range steps {
-		if s.I != i || s.Sigma != sigmas[i] || s.SigmaHat != sigmas[i] || !sameShape(s.X.Shape(), []int{3, 2, 2}) || s.Denoised == nil {
+		if s.I != i || s.Sigma != sigmas[i] || s.SigmaHat != sigmas[i] || !slices.Equal(s.X.Shape(), []int{3, 2, 2}) || s.Denoised == nil {
 			t.Errorf("step %d: %+v", i, s)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -60,7 +61,7 @@ func TestConditionFlags(t *testing.T) {
 		if !ok {
 			t.Fatalf("%v: wrapped network is %T, want *guidance.CFG", c.args, got)
 		}
-		if !equalInts(labels, c.labels) || !equalInts(g.Cond.Labels, c.labels) {
+		if !slices.Equal(labels, c.labels) || !slices.Equal(g.Cond.Labels, c.labels) {
 			t.Errorf("%v: labels %v, want %v", c.args, labels, c.labels)
 		}
 		if len(g.Scales) != len(c.scales) {
@@ -80,19 +81,7 @@ func TestConditionFlags(t *testing.T) {
 		t.Errorf("--cfg on an unconditional model: err = %v", err)
 	}
 	cf, _ = parse("--label", "3")
-	if got, labels, err := cf.wrap(uncond, 4); err != nil || got != uncond || !equalInts(labels, []int{3, 3, 3, 3}) {
+	if got, labels, err := cf.wrap(uncond, 4); err != nil || got != uncond || !slices.Equal(labels, []int{3, 3, 3, 3}) {
 		t.Errorf("--label on an unconditional model (for classifier guidance): %T %v %v", got, labels, err)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
