@@ -16,15 +16,14 @@ type condFlags struct {
 	label, cfg, neg   string
 	prompt, negPrompt string // text-conditional models (prompt_flags.go)
 	set               func(name string) bool
-	resolved          []int          // the labels wrap chose (a class-conditional model's default is all)
-	sm                *samplerChoice // wrap turns off x̂0 clamping for guided sampling
+	resolved          []int // the labels wrap chose (a class-conditional model's default is all)
 }
 
 // lastCond is the condFlags of the command being run (requestedLabels reads it).
 var lastCond *condFlags
 
-func conditionFlags(fs *flag.FlagSet, sm *samplerChoice) *condFlags {
-	c := &condFlags{sm: sm}
+func conditionFlags(fs *flag.FlagSet) *condFlags {
+	c := &condFlags{}
 	fs.StringVar(&c.label, "label", "", "class label(s) to generate: a digit (3), a list cycled over the images (1,7), or all (image i gets i mod 10; the default for a class-conditional model)")
 	fs.StringVar(&c.cfg, "cfg", "3", "classifier-free guidance scale w (labels and prompts): 0 unconditional, 1 conditional, >1 sharper; a list (1,3,5) gives image i the (i mod len)-th scale")
 	fs.StringVar(&c.neg, "negative-label", "", "label(s) to steer away from (replaces the unconditional branch of CFG); same syntax as --label")

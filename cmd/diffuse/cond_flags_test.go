@@ -21,15 +21,14 @@ func TestConditionFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	uncond, _ := model.Build(model.Spec{Arch: "unet-s", Channels: 1, Size: 28}, rand.New(rand.NewPCG(1, 1)))
-	parse := func(args ...string) (*condFlags, *samplerChoice) {
+	parse := func(args ...string) *condFlags {
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
-		sm := samplerFlags(fs)
-		cf := conditionFlags(fs, sm)
+		cf := conditionFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			t.Fatal(err)
 		}
-		return cf, sm
+		return cf
 	}
 	cases := []struct {
 		args   []string
@@ -46,7 +45,7 @@ func TestConditionFlags(t *testing.T) {
 		{args: []string{"--negative-label", "a"}, err: "negative-label"},
 	}
 	for _, c := range cases {
-		cf, _ := parse(c.args...)
+		cf := parse(c.args...)
 		got, labels, err := cf.wrap(net, 12)
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
@@ -76,11 +75,11 @@ func TestConditionFlags(t *testing.T) {
 			t.Errorf("%v: Guided() = %v, want %v", c.args, g.Guided(), c.guided)
 		}
 	}
-	cf, _ := parse("--cfg", "3")
+	cf := parse("--cfg", "3")
 	if _, _, err := cf.wrap(uncond, 4); err == nil || !strings.Contains(err.Error(), "class-conditional") {
 		t.Errorf("--cfg on an unconditional model: err = %v", err)
 	}
-	cf, _ = parse("--label", "3")
+	cf = parse("--label", "3")
 	if got, labels, err := cf.wrap(uncond, 4); err != nil || got != uncond || !slices.Equal(labels, []int{3, 3, 3, 3}) {
 		t.Errorf("--label on an unconditional model (for classifier guidance): %T %v %v", got, labels, err)
 	}

@@ -31,7 +31,7 @@ func runEval(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", 100, "images per forward pass")
 	grid := fs.String("grid", "", "also write the first 100 samples as a PNG grid here")
 	sm := samplerFlags(fs)
-	cf := conditionFlags(fs, sm)
+	cf := conditionFlags(fs)
 	cg := classifierGuidanceFlags(fs, sm)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: diffuse eval [flags]

@@ -85,7 +85,7 @@ func runSample(args []string, stdout, stderr io.Writer) error {
 	batch := fs.Int("batch", 64, "images per forward pass")
 	raw := fs.Bool("raw-weights", false, "use the raw training weights of a checkpoint instead of the EMA")
 	sm := samplerFlags(fs)
-	cf := conditionFlags(fs, sm)
+	cf := conditionFlags(fs)
 	ctl := controlNetFlags(fs)
 	cg := classifierGuidanceFlags(fs, sm)
 	fs.Usage = func() {
