@@ -109,8 +109,9 @@ type Sampler struct {
 	Eta      float64 // DDIM η
 	Variance string  // DDPM: fixed_small (β̃_t) or fixed_large (β_t)
 	Spacing  string  // leading, trailing, linspace
-	// NoClip skips the schedulers' clamping of x̂0 to [-1, 1], for networks
-	// that clamp it themselves (guidance.ClassifierOptions.ClipDenoised).
+	// NoClip skips the schedulers' clamping of x̂0 to [-1, 1] (the CLI's
+	// --clip off). Guided networks (model.Guided) run unclamped without it:
+	// Generate suspends the clamping for them.
 	NoClip bool
 	// ClipEps makes DDIM step with the ε̂ recomputed from the clamped x̂0
 	// (diffusers' use_clipped_model_output), so that x̂0 and ε̂ agree on
